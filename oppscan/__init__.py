@@ -1,0 +1,1 @@
+"""oppscan: opportunity scans behind a multi-worker web service."""

@@ -1,0 +1,17 @@
+"""The actors: one ScanActor per running scan, one RegistryActor per worker."""
+
+from oppscan.actors.registry import CacheStats, RegistryActor, Resolution
+from oppscan.actors.scan import Registrar, ScanActor, ScanDeps, ScanJob
+from oppscan.actors.strategy_run import ScanFailure, run_strategy
+
+__all__ = [
+    "CacheStats",
+    "Registrar",
+    "RegistryActor",
+    "Resolution",
+    "ScanActor",
+    "ScanDeps",
+    "ScanFailure",
+    "ScanJob",
+    "run_strategy",
+]

@@ -1,0 +1,259 @@
+"""ScanActor: owns one running scan, its strategies and its durable state.
+
+Strategies run on the worker's executor and report back by message, so the
+actor answers `snapshot()` at once. Every result is written through to Redis
+(fenced by epoch) on the actor's own thread before the snapshot shows it: a
+poll answered here never shows more than Redis holds, and a poll that reaches
+the actor after another worker read Redis never shows less.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import pykka
+
+from oppscan.actors.strategy_run import ScanFailure, run_strategy
+from oppscan.logs import get_logger
+from oppscan.market import MarketData
+from oppscan.model import ScanParams, ScanSnapshot, ScanStatus, StrategyResult, now_iso
+from oppscan.results import build_results
+from oppscan.storage import ScanStore, StoreUnavailable
+from oppscan.strategies import Strategy, StrategyContext
+
+MIN_RETRY = 0.05
+MAX_RETRY = 2.0
+
+
+class Registrar(Protocol):
+    """What a scan tells its registry (events, never asked)."""
+
+    def scan_finished(self, snapshot: ScanSnapshot) -> Any: ...
+
+    def scan_released(self, scan_id: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """Everything a scan actor starts from; `done` holds results already in Redis."""
+
+    scan_id: str
+    user: str
+    params: ScanParams
+    epoch: int
+    created_at: str
+    started_at: str
+    done: tuple[StrategyResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScanDeps:
+    """What every scan actor of a worker shares."""
+
+    store: ScanStore
+    executor: Executor
+    strategies: Mapping[str, Strategy]
+    market: MarketData
+    registrar: Registrar
+    result_ttl: int
+    results_cap: int
+    schedule: Callable[[float, Callable[[], Any]], Any]
+
+
+def schedule_with_timer(delay: float, action: Callable[[], Any]) -> threading.Timer:
+    timer = threading.Timer(delay, action)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+class ScanActor(pykka.ThreadingActor):
+    def __init__(self, job: ScanJob, deps: ScanDeps) -> None:
+        super().__init__()
+        self._job = job
+        self._deps = deps
+        self._log = get_logger("oppscan.scan").bind(scan_id=job.scan_id, epoch=job.epoch)
+        self._durable: dict[str, StrategyResult] = {r.name: r for r in job.done}
+        self._unsaved: list[StrategyResult] = []
+        self._futures: dict[str, Future[StrategyResult | ScanFailure]] = {}
+        self._closing: tuple[ScanStatus, str | None] | None = None
+        self._final: ScanSnapshot | None = None
+        self._retry_delay = MIN_RETRY
+        self._retry_pending = False
+        self._released = False
+        self._snapshot = ScanSnapshot(
+            scan_id=job.scan_id,
+            user=job.user,
+            status=ScanStatus.SCANNING,
+            total=len(job.params.strategies),
+            completed=len(self._durable),
+            found=sum(len(r.opportunities) for r in job.done),
+            created_at=job.created_at,
+            updated_at=job.started_at,
+        )
+
+    # -- lifecycle -------------------------------------------------------
+
+    def on_start(self) -> None:
+        proxy = self.actor_ref.proxy()
+        ctx = StrategyContext(
+            self._deps.market, self._job.params.symbols, self._job.params.timeframe
+        )
+        for name in self._job.params.strategies:
+            if name not in self._durable:
+                self._submit(proxy, self._deps.strategies[name], ctx)
+        self._log.info("scan_started", remaining=len(self._futures))
+        self._advance()
+
+    def on_stop(self) -> None:
+        for future in self._futures.values():
+            future.cancel()
+
+    def _submit(self, proxy: Any, strategy: Strategy, ctx: StrategyContext) -> None:
+        future = self._deps.executor.submit(run_strategy, strategy, ctx, self._job.scan_id)
+        future.add_done_callback(lambda f: _report(proxy, f))
+        self._futures[strategy.name] = future
+
+    # -- asked -----------------------------------------------------------
+
+    def snapshot(self) -> ScanSnapshot:
+        return self._snapshot
+
+    def cancel(self) -> ScanSnapshot:
+        """Stop at the next strategy boundary and record the scan as cancelled."""
+        if self._closing is None:
+            self._close(ScanStatus.CANCELLED, "cancelled by request")
+            self._advance()
+        return self._snapshot
+
+    # -- told ------------------------------------------------------------
+
+    def strategy_done(self, outcome: StrategyResult | ScanFailure) -> None:
+        if self._closing is not None or self._released:
+            return
+        if isinstance(outcome, ScanFailure):
+            self._log.warning(
+                "scan_failed", strategy=outcome.strategy, failure_reason=outcome.error
+            )
+            self._close(ScanStatus.FAILED, outcome.error)
+        else:
+            self._unsaved.append(outcome)
+        self._advance()
+
+    def retry_writes(self) -> None:
+        self._retry_pending = False
+        self._advance()
+
+    # -- the write-through core ---------------------------------------------
+
+    def _advance(self) -> None:
+        if self._released:
+            return
+        try:
+            self._save_results()
+            if self._released:
+                return
+            if self._closing is None and len(self._durable) == self._snapshot.total:
+                self._close(ScanStatus.COMPLETE, None)
+            if self._closing is not None:
+                self._save_final()
+        except StoreUnavailable as exc:
+            self._log.warning("scan_write_deferred", failure_reason=exc.reason)
+            self._schedule_retry()
+
+    def _save_results(self) -> None:
+        while self._unsaved and self._closing is None:
+            result = self._unsaved[0]
+            recorded = self._deps.store.record_strategy(
+                self._job.scan_id, self._job.epoch, result, now_iso()
+            )
+            if recorded is None:
+                return self._fenced()
+            self._unsaved.pop(0)
+            self._durable[result.name] = result
+            self._retry_delay = MIN_RETRY
+            self._snapshot = replace(
+                self._snapshot,
+                completed=max(self._snapshot.completed, recorded.completed),
+                found=max(self._snapshot.found, recorded.found),
+                updated_at=recorded.updated_at,
+            )
+            if recorded.cancel_requested and len(self._durable) < self._snapshot.total:
+                self._close(ScanStatus.CANCELLED, "cancelled by request")
+        return None
+
+    def _close(self, status: ScanStatus, error: str | None) -> None:
+        self._closing = (status, error)
+        self._unsaved.clear()
+        for future in self._futures.values():
+            future.cancel()
+
+    def _save_final(self) -> None:
+        final = self._final or self._final_snapshot()
+        self._final = final
+        digest = self._job.params.digest()
+        if not self._deps.store.finish(final, self._job.epoch, digest, self._deps.result_ttl):
+            return self._fenced()
+        self._snapshot = final
+        self._log.info("scan_finished", status=final.status.value, completed=final.completed)
+        self._deps.registrar.scan_finished(final)
+        self.actor_ref.stop(block=False)
+        return None
+
+    def _final_snapshot(self) -> ScanSnapshot:
+        assert self._closing is not None
+        status, error = self._closing
+        completed_at = now_iso()
+        results = build_results(
+            self._job.scan_id,
+            status,
+            self._job.params,
+            self._durable,
+            self._job.started_at,
+            completed_at,
+            self._deps.results_cap,
+            error,
+        )
+        return replace(
+            self._snapshot,
+            status=status,
+            completed=len(self._durable),
+            updated_at=completed_at,
+            completed_at=completed_at,
+            error=error,
+            results=results,
+        )
+
+    def _fenced(self) -> None:
+        """A newer epoch owns the scan: drop everything, write nothing more."""
+        self._log.warning("scan_fenced", failure_reason="epoch_superseded")
+        self._released = True
+        self._closing = (ScanStatus.CANCELLED, "superseded")
+        self._deps.registrar.scan_released(self._job.scan_id)
+        self.actor_ref.stop(block=False)
+
+    def _schedule_retry(self) -> None:
+        if self._retry_pending:
+            return
+        self._retry_pending = True
+        proxy = self.actor_ref.proxy()
+        self._deps.schedule(self._retry_delay, lambda: _tell_retry(proxy))
+        self._retry_delay = min(MAX_RETRY, self._retry_delay * 2)
+
+
+def _report(proxy: Any, future: Future[StrategyResult | ScanFailure]) -> None:
+    if future.cancelled():
+        return
+    # The scan may have finished or stopped meanwhile; then nobody needs the news.
+    with contextlib.suppress(pykka.ActorDeadError):
+        proxy.strategy_done(future.result())
+
+
+def _tell_retry(proxy: Any) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        proxy.retry_writes()

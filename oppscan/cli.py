@@ -1,0 +1,57 @@
+"""The `oppscan` command: `serve` the API, print a `token`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from oppscan.auth import issue_token
+from oppscan.settings import PREFIX, Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "token":
+        print(issue_token(Settings.from_env().resolved_secret(), args.user, args.ttl))
+        return 0
+    _parser().print_help()
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oppscan", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the API under gunicorn")
+    serve.add_argument("--bind", help="address to listen on (default 127.0.0.1:8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 2)")
+    serve.add_argument("--threads", type=int, help="threads per worker (default 4)")
+    serve.add_argument("--redis-url", help="Redis to use; an embedded one when omitted")
+    token = commands.add_parser("token", help="print a bearer token for a user")
+    token.add_argument("--user", required=True)
+    token.add_argument("--ttl", type=int, default=86400, help="seconds until it expires")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Flags become settings the same way the environment does, for master and workers.
+    for name, value in (
+        ("BIND", args.bind),
+        ("WORKERS", args.workers),
+        ("THREADS", args.threads),
+        ("REDIS_URL", args.redis_url),
+    ):
+        if value is not None:
+            os.environ[PREFIX + name] = str(value)
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    sys.argv = ["oppscan serve", "-c", "python:oppscan.gunicorn_config"]
+    WSGIApplication("%(prog)s [OPTIONS]").run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

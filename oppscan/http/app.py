@@ -1,0 +1,82 @@
+"""The Falcon app: `create_app(deps)` wires it, `get_app()` builds it from the environment.
+
+`get_app()` runs in a gunicorn worker after fork, so every actor, thread and
+Redis connection is created there, never in the master.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import falcon
+
+from oppscan import logs
+from oppscan.auth import TokenVerifier
+from oppscan.http import errors, resources
+from oppscan.http.middleware import Authentication, RequestContext
+from oppscan.http.openapi import openapi_document
+from oppscan.runtime import Runtime, start_runtime, stop_runtime
+from oppscan.service import ScanService
+from oppscan.settings import Settings
+
+API = resources.API
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def create_app(deps: resources.ApiDeps, verifier: TokenVerifier) -> falcon.App[falcon.Request, falcon.Response]:
+    middleware: list[Any] = [RequestContext(deps.worker), Authentication(verifier)]
+    app = falcon.App(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.install(app)
+    routes: list[tuple[str, object]] = [
+        (f"{API}/opportunities/discover", resources.Discover(deps)),
+        (f"{API}/opportunities/status/{{scan_id}}", resources.Status(deps)),
+        (f"{API}/opportunities/results/{{scan_id}}", resources.Results(deps)),
+        (f"{API}/opportunities/scans", resources.Scans(deps)),
+        (f"{API}/opportunities/scans/{{scan_id}}", resources.Scan(deps)),
+        (f"{API}/strategies", resources.Strategies(deps)),
+        (f"{API}/symbols", resources.Symbols(deps)),
+        ("/healthz", resources.Health(deps)),
+        ("/readyz", resources.Ready(deps)),
+        ("/openapi.json", resources.OpenApi(openapi_document())),
+    ]
+    for path, resource in routes:
+        app.add_route(path, resource)
+    return app
+
+
+def app_from_runtime(runtime: Runtime) -> falcon.App[falcon.Request, falcon.Response]:
+    settings = runtime.settings
+    secrets = [s.strip() for s in (settings.secret or "").split(",") if s.strip()]
+    deps = resources.ApiDeps(
+        service=ScanService(runtime),
+        strategies=runtime.strategies,
+        symbols=tuple(runtime.market.symbols()),
+        ping=runtime.store.ping,
+        worker=runtime.worker,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    return create_app(deps, TokenVerifier(secrets or [settings.resolved_secret()]))
+
+
+def get_app() -> falcon.App[falcon.Request, falcon.Response]:
+    """The WSGI app of this process, starting its runtime on first call."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            settings = Settings.from_env()
+            logs.configure(settings.log_level)
+            _runtime = start_runtime(settings)
+        return app_from_runtime(_runtime)
+
+
+def shutdown() -> None:
+    """Stop this process's actors and connections (gunicorn's `worker_exit`)."""
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is not None:
+        stop_runtime(runtime)

@@ -1,0 +1,99 @@
+"""Every mapping of a failure to an HTTP answer, in one place.
+
+Errors are JSON `{"error": code, "detail": text}`. No stack trace reaches a
+client: anything unexpected is logged here and answered `500`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import falcon
+
+from oppscan.logs import get_logger
+from oppscan.service import ScanAlreadyFinished, ScanNotFound, WorkerBusy
+from oppscan.storage import StoreUnavailable
+
+log = get_logger("oppscan.http")
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(falcon.HTTPError):
+    """An HTTPError with oppscan's machine-readable code."""
+
+    def __init__(self, status: int, code: str, detail: str, **kwargs: Any) -> None:
+        super().__init__(status, title=code, description=detail, **kwargs)
+
+
+def bad_request(code: str, detail: str) -> ApiError:
+    return ApiError(400, code, detail)
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "not_found", "no such scan")
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    code = exc.title if isinstance(exc, ApiError) else CODES.get(exc.status_code, "error")
+    detail = exc.description or exc.title or ""
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps({"error": code, "detail": detail}).encode()
+
+
+def _not_found(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+    raise not_found()
+
+
+def _already_finished(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+    assert isinstance(exc, ScanAlreadyFinished)
+    raise ApiError(409, "already_finished", str(exc))
+
+
+def _store_unavailable(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+    assert isinstance(exc, StoreUnavailable)
+    log.warning("store_unavailable", path=req.path, failure_reason=exc.reason)
+    raise ApiError(
+        503,
+        "store_unavailable",
+        "the scan store cannot be reached; retry shortly",
+        headers={"Retry-After": str(round(exc.retry_after))},
+    )
+
+
+def _busy(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+    log.warning("worker_busy", path=req.path, failure_reason=str(exc))
+    raise ApiError(
+        503, "worker_busy", "the worker is busy; retry shortly", headers={"Retry-After": "1"}
+    )
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+    if isinstance(exc, falcon.HTTPError):
+        raise exc
+    log.error("unhandled_error", path=req.path, method=req.method, exc_info=exc)
+    raise ApiError(500, "internal_error", "an unexpected error occurred")
+
+
+def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
+    """Register every handler; later registrations take precedence for subclasses."""
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(ScanNotFound, _not_found)
+    app.add_error_handler(ScanAlreadyFinished, _already_finished)
+    app.add_error_handler(StoreUnavailable, _store_unavailable)
+    app.add_error_handler(WorkerBusy, _busy)
+    app.set_error_serializer(serialize_error)

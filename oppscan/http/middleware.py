@@ -1,0 +1,59 @@
+"""Per-request plumbing: who served it, its request id, and who is asking."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import falcon
+import structlog
+
+from oppscan.auth import InvalidToken, TokenVerifier
+from oppscan.http.errors import ApiError
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContext:
+    """Sets `X-Served-By` and `X-Request-ID` on every response."""
+
+    def __init__(self, worker: str) -> None:
+        self._worker = worker
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        given = req.get_header("X-Request-ID") or ""
+        req.context.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=req.context.request_id)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, succeeded: bool
+    ) -> None:
+        resp.set_header("X-Served-By", self._worker)
+        resp.set_header("X-Request-ID", str(req.context.get("request_id", "")))
+        structlog.contextvars.clear_contextvars()
+
+
+class Authentication:
+    """Requires a valid bearer token unless the resource says `auth_required = False`."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        if not getattr(resource, "auth_required", True):
+            return
+        header = req.get_header("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("a bearer token is required")
+        try:
+            req.context.user = self._verifier.user_of(token.strip())
+        except InvalidToken:
+            raise _unauthorized("the bearer token is invalid or expired") from None
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,162 @@
+"""The REST resources: thin, they validate, ask the service and render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+
+from oppscan.http.validation import check_scan_id, parse_discover, read_json_object
+from oppscan.model import ScanSnapshot
+from oppscan.service import Answer, ScanService
+from oppscan.strategies import Strategy
+
+API = "/api/v1"
+MAX_LIST = 100
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    """Everything the resources need; tests pass fakes."""
+
+    service: ScanService
+    strategies: Mapping[str, Strategy]
+    symbols: Sequence[str]
+    ping: Callable[[], bool]
+    worker: str
+    max_body_bytes: int = 64 * 1024
+
+
+def status_url(scan_id: str) -> str:
+    return f"{API}/opportunities/status/{scan_id}"
+
+
+def results_url(scan_id: str) -> str:
+    return f"{API}/opportunities/results/{scan_id}"
+
+
+def _render_status(resp: falcon.Response, answer: Answer, code: int = 200) -> None:
+    resp.status = code
+    resp.set_header("X-Scan-Source", answer.source)
+    resp.media = answer.snapshot.status_body()
+
+
+class Discover:
+    def __init__(self, deps: ApiDeps) -> None:
+        self._deps = deps
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json_object(req, self._deps.max_body_bytes)
+        parsed = parse_discover(body, self._deps.strategies, self._deps.symbols)
+        found = self._deps.service.discover(req.context.user, parsed.params, parsed.force_refresh)
+        media: dict[str, Any] = {
+            "scan_id": found.scan_id,
+            "status": found.status.value,
+            "status_url": status_url(found.scan_id),
+            "results_url": results_url(found.scan_id),
+        }
+        if found.deduplicated:
+            media["deduplicated"] = True
+        if found.cached:
+            media["cached"] = True
+        resp.status = 200 if found.cached else 202
+        resp.location = status_url(found.scan_id)
+        resp.media = media
+
+
+class Status:
+    def __init__(self, deps: ApiDeps) -> None:
+        self._service = deps.service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, scan_id: str) -> None:
+        answer = self._service.status(req.context.user, check_scan_id(scan_id))
+        _render_status(resp, answer)
+
+
+class Results:
+    def __init__(self, deps: ApiDeps) -> None:
+        self._service = deps.service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, scan_id: str) -> None:
+        answer = self._service.results(req.context.user, check_scan_id(scan_id))
+        results = answer.snapshot.results
+        if results is None:
+            return _render_status(resp, answer, code=202)
+        resp.set_header("X-Scan-Source", answer.source)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = results
+        return None
+
+
+class Scan:
+    def __init__(self, deps: ApiDeps) -> None:
+        self._service = deps.service
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, scan_id: str) -> None:
+        answer = self._service.cancel(req.context.user, check_scan_id(scan_id))
+        _render_status(resp, answer, code=200 if answer.snapshot.status.terminal else 202)
+
+
+class Scans:
+    def __init__(self, deps: ApiDeps) -> None:
+        self._service = deps.service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_LIST, default=50)
+        scans: list[ScanSnapshot] = self._service.list_scans(req.context.user, limit)
+        resp.media = {"scans": [s.status_body() for s in scans]}
+
+
+class Strategies:
+    def __init__(self, deps: ApiDeps) -> None:
+        self._media = {
+            "strategies": [
+                {"name": name, "description": deps.strategies[name].description}
+                for name in sorted(deps.strategies)
+            ]
+        }
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._media
+
+
+class Symbols:
+    def __init__(self, deps: ApiDeps) -> None:
+        self._media = {"symbols": list(deps.symbols)}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._media
+
+
+class Health:
+    auth_required = False
+
+    def __init__(self, deps: ApiDeps) -> None:
+        self._worker = deps.worker
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok", "worker": self._worker}
+
+
+class Ready:
+    auth_required = False
+
+    def __init__(self, deps: ApiDeps) -> None:
+        self._ping = deps.ping
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._ping()
+        resp.media = {"status": "ready"}
+
+
+class OpenApi:
+    auth_required = False
+
+    def __init__(self, document: bytes) -> None:
+        self._document = document
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._document

@@ -1,0 +1,183 @@
+"""The scan's domain values: status, parameters, strategy results, snapshots.
+
+All are frozen: they cross threads and actors as messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+SCAN_ID_PREFIX = "scan_"
+
+StrategyStatus = Literal["ok", "error", "skipped"]
+
+
+class ScanStatus(StrEnum):
+    QUEUED = "queued"
+    SCANNING = "scanning"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (ScanStatus.COMPLETE, ScanStatus.FAILED, ScanStatus.CANCELLED)
+
+
+def new_scan_id() -> str:
+    """`scan_` and 128 random bits in lowercase hex."""
+    return SCAN_ID_PREFIX + secrets.token_hex(16)
+
+
+def is_scan_id(value: str) -> bool:
+    hex_part = value.removeprefix(SCAN_ID_PREFIX)
+    return (
+        value.startswith(SCAN_ID_PREFIX)
+        and len(hex_part) == 32
+        and all(c in "0123456789abcdef" for c in hex_part)
+    )
+
+
+def now_iso() -> str:
+    """UTC now with millisecond precision, the one timestamp format oppscan writes."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def millis_between(start: str, end: str) -> int:
+    return round((parse_iso(end) - parse_iso(start)).total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
+class ScanParams:
+    """What was asked: identical params from one user share a scan."""
+
+    strategies: tuple[str, ...]
+    symbols: tuple[str, ...]
+    timeframe: str
+
+    def digest(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategies": sorted(self.strategies),
+            "symbols": sorted(self.symbols),
+            "timeframe": self.timeframe,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScanParams:
+        return cls(
+            strategies=tuple(data["strategies"]),
+            symbols=tuple(data["symbols"]),
+            timeframe=str(data["timeframe"]),
+        )
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    """The recorded outcome of one strategy within one scan."""
+
+    name: str
+    status: StrategyStatus
+    opportunities: tuple[Mapping[str, Any], ...] = ()
+    duration_ms: int = 0
+    error: str | None = None
+
+    def performance(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": self.status,
+            "opportunities": len(self.opportunities),
+            "duration_ms": self.duration_ms,
+        }
+        if self.error is not None:
+            body["reason" if self.status == "skipped" else "error"] = self.error
+        return body
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "name": self.name,
+                "status": self.status,
+                "opportunities": list(self.opportunities),
+                "duration_ms": self.duration_ms,
+                "error": self.error,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> StrategyResult:
+        data = json.loads(raw)
+        return cls(
+            name=data["name"],
+            status=data["status"],
+            opportunities=tuple(data["opportunities"]),
+            duration_ms=int(data["duration_ms"]),
+            error=data.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class ScanSnapshot:
+    """What a reader may see of a scan at one moment.
+
+    `results` is the stored results document (bytes, served as is) once the scan
+    is terminal; None before.
+    """
+
+    scan_id: str
+    user: str
+    status: ScanStatus
+    total: int
+    completed: int
+    found: int
+    created_at: str
+    updated_at: str
+    completed_at: str | None = None
+    error: str | None = None
+    results: bytes | None = field(default=None, repr=False)
+
+    def status_body(self) -> dict[str, Any]:
+        percentage = round(100.0 * self.completed / self.total, 1) if self.total else 0.0
+        body: dict[str, Any] = {
+            "scan_id": self.scan_id,
+            "status": self.status.value,
+            "progress": {
+                "strategies_completed": self.completed,
+                "total_strategies": self.total,
+                "percentage": percentage,
+                "opportunities_found_so_far": self.found,
+            },
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "completed_at": self.completed_at,
+        }
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+def rank(opportunities: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Best first: score, then expected return, then a stable tie-break."""
+    return sorted(
+        opportunities,
+        key=lambda o: (
+            -float(o["score"]),
+            -float(o["expected_return"]),
+            o["symbol"],
+            o["strategy"],
+        ),
+    )

@@ -1,0 +1,78 @@
+"""A worker's running parts, and the one place that starts and stops them.
+
+Called after fork (lazily, by the first app creation in a gunicorn worker),
+never in the master.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from oppscan.actors.registry import RegistryActor
+from oppscan.actors.scan import Registrar, ScanDeps, schedule_with_timer
+from oppscan.logs import get_logger
+from oppscan.market import MarketData, load_market
+from oppscan.settings import Settings, worker_name
+from oppscan.storage import ScanStore, open_store
+from oppscan.strategies import Strategy, available_strategies
+
+log = get_logger("oppscan.runtime")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    store: ScanStore
+    market: MarketData
+    strategies: Mapping[str, Strategy]
+    executor: ThreadPoolExecutor
+    registry: Any  # RegistryActor proxy
+    worker: str
+
+
+def start_runtime(settings: Settings) -> Runtime:
+    """Store, market, strategies, executor, then the registry actor."""
+    if settings.redis_url is None:
+        raise RuntimeError("no Redis URL: set OPPSCAN_REDIS_URL or run `oppscan serve`")
+    store = open_store(settings.redis_url, settings.key_prefix, settings.redis_timeout)
+    market = load_market(settings.market, settings.synthetic_latency_ms)
+    strategies = available_strategies()
+    executor = ThreadPoolExecutor(settings.strategy_threads, thread_name_prefix="strategy")
+
+    def deps_for(registrar: Registrar) -> ScanDeps:
+        return ScanDeps(
+            store=store,
+            executor=executor,
+            strategies=strategies,
+            market=market,
+            registrar=registrar,
+            result_ttl=settings.result_ttl,
+            results_cap=settings.results_cap,
+            schedule=schedule_with_timer,
+        )
+
+    registry = RegistryActor.start(
+        settings.cache_ttl, settings.cache_size, settings.result_ttl, deps_for
+    ).proxy()
+    log.info("runtime_started", market=market.name, strategies=len(strategies))
+    return Runtime(settings, store, market, strategies, executor, registry, worker_name())
+
+
+def stop_runtime(runtime: Runtime, timeout: float = 5.0) -> None:
+    """Scan actors, then the registry, then the executor and the store."""
+    try:
+        scans = runtime.registry.local_scans().get(timeout=timeout)
+        for proxy in scans.values():
+            proxy.actor_ref.stop(block=False)
+        runtime.registry.actor_ref.stop(block=True, timeout=timeout)
+    except (pykka.ActorDeadError, pykka.Timeout):
+        pass
+    pykka.ActorRegistry.stop_all(block=True, timeout=timeout)
+    runtime.executor.shutdown(wait=False, cancel_futures=True)
+    runtime.store.close()
+    log.info("runtime_stopped")

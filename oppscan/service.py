@@ -1,0 +1,168 @@
+"""The scan service: what the HTTP layer asks for, in domain terms.
+
+Reads go to the local actor, then the registry's cache, then Redis; the answer
+says which (`source`). Nothing here turns a store outage into "not found".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pykka
+
+from oppscan.actors import Resolution, ScanJob
+from oppscan.model import ScanParams, ScanSnapshot, ScanStatus, new_scan_id, now_iso
+from oppscan.runtime import Runtime
+from oppscan.storage import NewScan, StoreUnavailable
+
+Source = Literal["actor", "cache", "store"]
+DEDUP_ATTEMPTS = 5
+
+
+class ScanNotFound(Exception):
+    """No such scan for this user (unknown, expired, or someone else's)."""
+
+
+class ScanAlreadyFinished(Exception):
+    def __init__(self, status: ScanStatus) -> None:
+        super().__init__(f"scan is already {status.value}")
+        self.status = status
+
+
+class WorkerBusy(Exception):
+    """An actor did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Discovered:
+    scan_id: str
+    status: ScanStatus
+    deduplicated: bool = False
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    snapshot: ScanSnapshot
+    source: Source
+
+
+class ScanService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._store = runtime.store
+        self._registry = runtime.registry
+        self._timeout = runtime.settings.ask_timeout
+
+    # -- discover ------------------------------------------------------------
+
+    def discover(self, user: str, params: ScanParams, force_refresh: bool) -> Discovered:
+        """Join a running identical scan, reuse a finished one, or start a new one."""
+        digest = params.digest()
+        for _ in range(DEDUP_ATTEMPTS):
+            current = self._store.dedup_target(user, digest)
+            existing = self._store.read(current) if current else None
+            if existing is not None and existing.user == user:
+                if not existing.status.terminal:
+                    return Discovered(existing.scan_id, existing.status, deduplicated=True)
+                if existing.status is ScanStatus.COMPLETE and not force_refresh:
+                    return Discovered(existing.scan_id, existing.status, cached=True)
+            started = self._start_if_current(user, params, current)
+            if started is not None:
+                return started
+        raise StoreUnavailable("dedup_contention")
+
+    def _start_if_current(
+        self, user: str, params: ScanParams, expected: str | None
+    ) -> Discovered | None:
+        scan = NewScan(
+            scan_id=new_scan_id(),
+            user=user,
+            params=params,
+            created_at=now_iso(),
+            owner=self._rt.worker,
+            lease_deadline_ms=int((time.time() + self._rt.settings.lease_ttl) * 1000),
+        )
+        self._store.create(scan)
+        if not self._store.claim_dedup(user, params.digest(), expected, scan.scan_id):
+            self._store.discard(scan.scan_id, user)
+            return None
+        job = ScanJob(scan.scan_id, user, params, scan.epoch, scan.created_at, scan.created_at)
+        self._ask(self._registry.spawn(job))
+        return Discovered(scan.scan_id, ScanStatus.SCANNING)
+
+    # -- reads ---------------------------------------------------------------
+
+    def status(self, user: str, scan_id: str) -> Answer:
+        return self._lookup(user, scan_id, with_results=False)
+
+    def results(self, user: str, scan_id: str) -> Answer:
+        return self._lookup(user, scan_id, with_results=True)
+
+    def list_scans(self, user: str, limit: int) -> list[ScanSnapshot]:
+        return self._store.list_scans(user, limit)
+
+    def cancel(self, user: str, scan_id: str) -> Answer:
+        """Cancel at the next strategy boundary; the owner does the writing."""
+        local = self._resolve(scan_id).local
+        if local is not None:
+            snapshot = self._ask_actor(local, "snapshot", scan_id)
+            if snapshot is not None and snapshot.user == user:
+                return self._cancel_local(local, scan_id, snapshot)
+        status = self._store.request_cancel(scan_id, user)
+        if status is None:
+            raise ScanNotFound(scan_id)
+        if status.terminal:
+            raise ScanAlreadyFinished(status)
+        return self._lookup(user, scan_id, with_results=False)
+
+    def _cancel_local(self, local: Any, scan_id: str, snapshot: ScanSnapshot) -> Answer:
+        if snapshot.status.terminal:
+            raise ScanAlreadyFinished(snapshot.status)
+        cancelled = self._ask_actor(local, "cancel", scan_id)
+        return Answer(cancelled or snapshot, "actor")
+
+    def _lookup(self, user: str, scan_id: str, with_results: bool) -> Answer:
+        answer = self._answer(scan_id, with_results)
+        if answer is None or answer.snapshot.user != user:
+            raise ScanNotFound(scan_id)
+        return answer
+
+    def _answer(self, scan_id: str, with_results: bool) -> Answer | None:
+        found = self._resolve(scan_id)
+        if found.local is not None:
+            snapshot = self._ask_actor(found.local, "snapshot", scan_id)
+            if snapshot is not None:
+                return Answer(snapshot, "actor")
+        cached = found.cached
+        if cached is not None and (cached.results is not None or not with_results):
+            return Answer(cached, "cache")
+        stored = self._store.read(scan_id, with_results=with_results)
+        if stored is None:
+            return None
+        if stored.status.terminal:
+            self._registry.remember(stored)
+        return Answer(stored, "store")
+
+    # -- asking actors -----------------------------------------------------------
+
+    def _resolve(self, scan_id: str) -> Resolution:
+        resolution: Resolution = self._ask(self._registry.resolve(scan_id))
+        return resolution
+
+    def _ask_actor(self, proxy: Any, method: str, scan_id: str) -> ScanSnapshot | None:
+        """The actor's answer, or None when it stopped meanwhile (Redis then knows)."""
+        try:
+            snapshot: ScanSnapshot = self._ask(getattr(proxy, method)())
+        except pykka.ActorDeadError:
+            self._registry.scan_released(scan_id)
+            return None
+        return snapshot
+
+    def _ask(self, future: pykka.Future[Any]) -> Any:
+        try:
+            return future.get(timeout=self._timeout)
+        except pykka.Timeout:
+            raise WorkerBusy("actor did not answer in time") from None

@@ -1,0 +1,139 @@
+"""Every setting oppscan has, read from the environment once.
+
+Nothing else in the package reads `os.environ`. Variables are prefixed
+`OPPSCAN_`; `REDIS_URL` and `WEB_CONCURRENCY` are honoured as the ecosystem
+expects.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+PREFIX = "OPPSCAN_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value oppscan cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one process."""
+
+    redis_url: str | None = None
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+    threads: int = 4
+    secret: str | None = None
+    result_ttl: int = 3600
+    lease_ttl: float = 10.0
+    max_scans_per_worker: int = 8
+    strategy_threads: int = 4
+    data_dir: Path = Path(".oppscan")
+    market: str = "synthetic"
+    synthetic_latency_ms: float = 0.0
+    key_prefix: str = "oppscan:"
+    results_cap: int = 200
+    cache_ttl: float = 300.0
+    cache_size: int = 4096
+    ask_timeout: float = 2.0
+    redis_timeout: float = 0.5
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "info"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis was configured and oppscan runs its own server."""
+        return self.redis_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `env` (the process environment by default)."""
+        env = os.environ if env is None else env
+        get = _Reader(env)
+        return cls(
+            redis_url=get.text("REDIS_URL", fallback="REDIS_URL"),
+            bind=get.text("BIND") or cls.bind,
+            workers=get.integer("WORKERS", cls.workers, fallback="WEB_CONCURRENCY"),
+            threads=get.integer("THREADS", cls.threads),
+            secret=get.text("SECRET"),
+            result_ttl=get.integer("RESULT_TTL", cls.result_ttl),
+            lease_ttl=get.number("LEASE_TTL", cls.lease_ttl),
+            max_scans_per_worker=get.integer("MAX_SCANS_PER_WORKER", cls.max_scans_per_worker),
+            strategy_threads=get.integer("STRATEGY_THREADS", cls.strategy_threads),
+            data_dir=Path(get.text("DATA_DIR") or cls.data_dir),
+            market=get.text("MARKET") or cls.market,
+            synthetic_latency_ms=get.number("SYNTHETIC_LATENCY_MS", 0.0, minimum=0.0),
+            key_prefix=get.text("KEY_PREFIX") or cls.key_prefix,
+            results_cap=get.integer("RESULTS_CAP", cls.results_cap),
+            cache_ttl=get.number("CACHE_TTL", cls.cache_ttl),
+            redis_timeout=get.number("REDIS_TIMEOUT", cls.redis_timeout),
+            log_level=(get.text("LOG_LEVEL") or cls.log_level).lower(),
+        )
+
+    def with_redis_url(self, url: str) -> Settings:
+        return replace(self, redis_url=url)
+
+    def resolved_secret(self) -> str:
+        """`OPPSCAN_SECRET`, or a random secret kept in the data directory."""
+        if self.secret:
+            return self.secret.split(",")[0].strip()
+        return _data_dir_secret(self.data_dir)
+
+
+def export_redis_url(url: str) -> None:
+    """Hand the embedded server's URL to the worker processes forked after this."""
+    os.environ[PREFIX + "REDIS_URL"] = url
+
+
+def worker_name() -> str:
+    """`host:pid`, the value of `X-Served-By` and of a scan's `owner`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _data_dir_secret(data_dir: Path) -> str:
+    path = data_dir / "secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class _Reader:
+    env: Mapping[str, str]
+
+    def text(self, name: str, fallback: str | None = None) -> str | None:
+        value = self.env.get(PREFIX + name) or (self.env.get(fallback) if fallback else None)
+        return value.strip() if value and value.strip() else None
+
+    def integer(self, name: str, default: int, fallback: str | None = None) -> int:
+        raw = self.text(name, fallback)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+        if value < 1:
+            raise SettingsError(f"{PREFIX}{name} must be at least 1, got {value}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float = 1e-3) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+        if not value >= minimum:
+            raise SettingsError(f"{PREFIX}{name} must be at least {minimum}, got {raw}")
+        return value

@@ -1,0 +1,23 @@
+"""Redis: the client, the key schema, the atomic scripts and the embedded server."""
+
+from oppscan.storage.client import CircuitBreaker, StoreUnavailable, connect
+from oppscan.storage.embedded import EmbeddedRedis, free_port
+from oppscan.storage.keys import Keys
+from oppscan.storage.store import NewScan, Recorded, ScanStore
+
+__all__ = [
+    "CircuitBreaker",
+    "EmbeddedRedis",
+    "Keys",
+    "NewScan",
+    "Recorded",
+    "ScanStore",
+    "StoreUnavailable",
+    "connect",
+    "free_port",
+]
+
+
+def open_store(url: str, prefix: str, timeout: float) -> ScanStore:
+    """A store on `url` with oppscan's fail-fast client and a fresh circuit breaker."""
+    return ScanStore(connect(url, timeout), Keys(prefix), CircuitBreaker())

@@ -1,0 +1,101 @@
+"""The Redis connection: short timeouts, no hidden retries, a circuit breaker.
+
+A request never waits on redis-py's retry loop: one attempt with a short
+timeout, and while the store is known to be down every call fails at once
+(`StoreUnavailable`) until a probe after the back-off succeeds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+T = TypeVar("T")
+
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+)
+
+
+class StoreUnavailable(Exception):
+    """Redis cannot be reached now; the answer is 503, never `not_found`."""
+
+    def __init__(self, reason: str, retry_after: float = 1.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def connect(url: str, timeout: float) -> redis.Redis:
+    """A client that tries once, with `timeout` for connect and for each reply."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        socket_keepalive=True,
+        health_check_interval=10,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        max_connections=64,
+    )
+
+
+@dataclass
+class CircuitBreaker:
+    """Opens on an outage; after `backoff` one caller probes, the rest fail fast."""
+
+    min_backoff: float = 0.05
+    max_backoff: float = 2.0
+    clock: Callable[[], float] = time.monotonic
+    _open_until: float = 0.0
+    _backoff: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        self._admit()
+        try:
+            result = fn()
+        except OUTAGE_ERRORS as exc:
+            self._trip()
+            raise StoreUnavailable(type(exc).__name__, self.retry_after) from exc
+        self._reset()
+        return result
+
+    @property
+    def is_open(self) -> bool:
+        return self._backoff > 0
+
+    @property
+    def retry_after(self) -> float:
+        return max(1.0, self._backoff)
+
+    def _admit(self) -> None:
+        with self._lock:
+            now = self.clock()
+            if now < self._open_until:
+                raise StoreUnavailable("circuit_open", self.retry_after)
+            if self._backoff:
+                # Let exactly this caller probe; others fail fast meanwhile.
+                self._open_until = now + self._backoff
+
+    def _trip(self) -> None:
+        with self._lock:
+            self._backoff = min(self.max_backoff, max(self.min_backoff, self._backoff * 2))
+            self._open_until = self.clock() + self._backoff
+
+    def _reset(self) -> None:
+        if self._backoff:
+            with self._lock:
+                self._backoff = 0.0
+                self._open_until = 0.0

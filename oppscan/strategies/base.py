@@ -1,0 +1,61 @@
+"""The strategy interface: plain functions of market data, no I/O of their own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+from oppscan.market.base import MarketData
+
+Side = Literal["long", "short"]
+
+
+class StrategySkipped(Exception):
+    """The data cannot feed this strategy (e.g. no second venue). Not a failure."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Opportunity:
+    """One ranked trade idea. Stop and target lie on the correct sides of entry."""
+
+    symbol: str
+    strategy: str
+    side: Side
+    score: float
+    entry_price: float
+    stop_loss: float
+    take_profit: float
+    expected_return: float
+    risk_reward: float
+    timeframe: str
+    signal: str
+    as_of: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What one strategy run sees: the market, the symbols asked for, the timeframe."""
+
+    market: MarketData
+    symbols: tuple[str, ...]
+    timeframe: str
+
+
+class Strategy(Protocol):
+    """A named, described signal generator. Raises StrategySkipped when it cannot run."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    def run(self, ctx: StrategyContext) -> Sequence[Opportunity]: ...

@@ -1,0 +1,90 @@
+"""A real gunicorn running oppscan, started and stopped by a test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from oppscan.auth import issue_token
+from oppscan.storage import free_port
+
+SECRET = "e2e-secret-0123456789abcdef0123456789"
+
+
+@dataclass
+class GunicornServer:
+    redis_url: str
+    directory: Path
+    workers: int = 4
+    threads: int = 4
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / f"gunicorn-{self.port}.log"
+
+    def token(self, user: str) -> str:
+        return issue_token(SECRET, user, 3600)
+
+    def start(self, timeout: float = 30.0) -> GunicornServer:
+        env = {
+            **os.environ,
+            "OPPSCAN_REDIS_URL": self.redis_url,
+            "OPPSCAN_BIND": f"127.0.0.1:{self.port}",
+            "OPPSCAN_WORKERS": str(self.workers),
+            "OPPSCAN_THREADS": str(self.threads),
+            "OPPSCAN_SECRET": SECRET,
+            "OPPSCAN_DATA_DIR": str(self.directory),
+            **self.env,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise AssertionError(f"gunicorn did not stop on SIGTERM; see {self.log_path}") from None
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"gunicorn not ready within {timeout}s")

@@ -1,0 +1,240 @@
+"""The HTTP layer through falcon's TestClient, on fakes: validation, auth, errors, routing."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import falcon.testing
+import pytest
+
+from oppscan.actors import RegistryActor, ScanDeps
+from oppscan.actors.scan import Registrar
+from oppscan.auth import TokenVerifier, issue_token
+from oppscan.http import create_app
+from oppscan.http.openapi import openapi_document
+from oppscan.http.resources import ApiDeps
+from oppscan.runtime import Runtime
+from oppscan.service import ScanService
+from oppscan.settings import Settings
+from tests.fakes import FakeStore, FakeStrategy, immediate, market
+
+SECRET = "unit-test-secret-0123456789abcdef"
+GATE = threading.Event()
+STRATEGIES = {s.name: s for s in (FakeStrategy("alpha"), FakeStrategy("held", gate=GATE))}
+UNKNOWN = "scan_" + "0" * 32
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def client(store: FakeStore) -> Iterator[falcon.testing.TestClient]:
+    GATE.clear()
+    executor = ThreadPoolExecutor(2)
+
+    def deps_for(registrar: Registrar) -> ScanDeps:
+        return ScanDeps(store, executor, STRATEGIES, market(), registrar, 60, 200, immediate)  # type: ignore[arg-type]
+
+    registry = RegistryActor.start(60.0, 100, 60, deps_for).proxy()
+    settings = Settings(redis_url="redis://unused")
+    runtime = Runtime(settings, store, market(), STRATEGIES, executor, registry, "unit:1")  # type: ignore[arg-type]
+    deps = ApiDeps(ScanService(runtime), STRATEGIES, ("SYM0", "SYM1"), store.ping, "unit:1")
+    yield falcon.testing.TestClient(create_app(deps, TokenVerifier([SECRET])))
+    GATE.set()
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def auth(user: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(SECRET, user, 60)}"}
+
+
+def discover(
+    client: falcon.testing.TestClient, body: object, user: str = "alice"
+) -> falcon.testing.Result:
+    return client.simulate_post("/api/v1/opportunities/discover", json=body, headers=auth(user))
+
+
+def test_discover_registers_a_scan(client: falcon.testing.TestClient, store: FakeStore) -> None:
+    """A valid discover answers 202 with the scan's id and URLs, after the record exists."""
+    resp = discover(client, {"strategies": ["alpha", "held"]})
+    assert 202 == resp.status_code
+    scan_id = resp.json["scan_id"]
+    assert scan_id in store.records
+    assert f"/api/v1/opportunities/status/{scan_id}" == resp.json["status_url"]
+    assert f"/api/v1/opportunities/results/{scan_id}" == resp.json["results_url"]
+
+
+def test_identical_running_request_joins(client: falcon.testing.TestClient) -> None:
+    """The same request by the same user joins the running scan."""
+    first = discover(client, {"strategies": ["held"]}).json
+    second = discover(client, {"strategies": ["held"]})
+    assert (202, first["scan_id"], True) == (
+        second.status_code,
+        second.json["scan_id"],
+        second.json["deduplicated"],
+    )
+
+
+def test_status_of_a_running_scan_comes_from_the_actor(client: falcon.testing.TestClient) -> None:
+    """The owning worker answers from its actor, with honest totals, and results say 202."""
+    scan_id = discover(client, {"strategies": ["held"]}).json["scan_id"]
+    status = client.simulate_get(f"/api/v1/opportunities/status/{scan_id}", headers=auth())
+    assert ("actor", "scanning", 1) == (
+        status.headers["X-Scan-Source"],
+        status.json["status"],
+        status.json["progress"]["total_strategies"],
+    )
+    results = client.simulate_get(f"/api/v1/opportunities/results/{scan_id}", headers=auth())
+    assert 202 == results.status_code
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"strategies": ["nope"]}, "unknown_strategy"),
+        ({"symbols": ["NOPE"]}, "unknown_symbol"),
+        ({"strategies": "alpha"}, "invalid_field"),
+        ({"strategies": []}, "invalid_field"),
+        ({"timeframe": "7m"}, "invalid_timeframe"),
+        ({"force_refresh": "yes"}, "invalid_field"),
+        ({"colour": "red"}, "unknown_field"),
+        ([1, 2], "invalid_body"),
+    ],
+)
+def test_invalid_bodies_are_clear_400s(
+    client: falcon.testing.TestClient, body: object, code: str
+) -> None:
+    """Each kind of bad body gets a 400 naming what is wrong."""
+    resp = discover(client, body)
+    assert (400, code) == (resp.status_code, resp.json["error"])
+
+
+def test_unknown_strategy_detail_lists_the_valid_ones(client: falcon.testing.TestClient) -> None:
+    """The 400 for an unknown strategy tells the client which ones exist."""
+    assert "alpha, held" in discover(client, {"strategies": ["nope"]}).json["detail"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"timeframe": NaN}', b"\xff\xfe", b"[" * 100000])
+def test_malformed_json_is_400(client: falcon.testing.TestClient, raw: bytes) -> None:
+    """Malformed JSON, NaN, bad UTF-8 and absurd nesting are all 400 invalid_json."""
+    resp = client.simulate_post(
+        "/api/v1/opportunities/discover",
+        body=raw,
+        headers={**auth(), "Content-Type": "application/json"},
+    )
+    assert (400, "invalid_json") == (resp.status_code, resp.json["error"])
+
+
+def test_oversized_body_is_413(client: falcon.testing.TestClient) -> None:
+    """A body over 64 KiB is refused before it is parsed."""
+    resp = client.simulate_post(
+        "/api/v1/opportunities/discover",
+        body=b" " * (64 * 1024 + 1),
+        headers={**auth(), "Content-Type": "application/json"},
+    )
+    assert (413, "payload_too_large") == (resp.status_code, resp.json["error"])
+
+
+def test_non_json_body_is_415(client: falcon.testing.TestClient) -> None:
+    """Only application/json bodies are accepted."""
+    resp = client.simulate_post(
+        "/api/v1/opportunities/discover",
+        body=b"a=b",
+        headers={**auth(), "Content-Type": "text/plain"},
+    )
+    assert 415 == resp.status_code
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic x"}]
+)
+def test_missing_or_bad_token_is_401(
+    client: falcon.testing.TestClient, headers: dict[str, str]
+) -> None:
+    """Without a valid bearer token nothing but health answers."""
+    resp = client.simulate_get(f"/api/v1/opportunities/status/{UNKNOWN}", headers=headers)
+    assert (401, "unauthorized", "Bearer") == (
+        resp.status_code,
+        resp.json["error"],
+        resp.headers["WWW-Authenticate"],
+    )
+
+
+def test_token_signed_with_another_key_is_401(client: falcon.testing.TestClient) -> None:
+    """A token signed with another secret is refused."""
+    headers = {"Authorization": f"Bearer {issue_token('another-secret-0123456789abcdef', 'alice')}"}
+    assert 401 == client.simulate_get("/api/v1/strategies", headers=headers).status_code
+
+
+def test_malformed_scan_id_is_400(client: falcon.testing.TestClient) -> None:
+    """A scan id that cannot exist is a 400, not a lookup."""
+    resp = client.simulate_get("/api/v1/opportunities/status/scan_XYZ", headers=auth())
+    assert (400, "invalid_scan_id") == (resp.status_code, resp.json["error"])
+
+
+def test_other_users_scan_answers_exactly_as_unknown(client: falcon.testing.TestClient) -> None:
+    """Bob sees Alice's scan exactly as he sees a scan that does not exist."""
+    scan_id = discover(client, {"strategies": ["held"]}).json["scan_id"]
+    for path in ("status", "results"):
+        theirs = client.simulate_get(f"/api/v1/opportunities/{path}/{scan_id}", headers=auth("bob"))
+        unknown = client.simulate_get(
+            f"/api/v1/opportunities/{path}/{UNKNOWN}", headers=auth("bob")
+        )
+        assert (404, unknown.content) == (theirs.status_code, theirs.content)
+        assert {"error": "not_found", "detail": "no such scan"} == theirs.json
+    cancel = client.simulate_delete(f"/api/v1/opportunities/scans/{scan_id}", headers=auth("bob"))
+    assert 404 == cancel.status_code
+
+
+def test_wrong_method_is_405_json(client: falcon.testing.TestClient) -> None:
+    """A wrong method answers 405 with the JSON error shape."""
+    resp = client.simulate_get("/api/v1/opportunities/discover", headers=auth())
+    assert (405, "method_not_allowed") == (resp.status_code, resp.json["error"])
+
+
+def test_every_response_names_its_worker(client: falcon.testing.TestClient) -> None:
+    """X-Served-By and X-Request-ID are on successes and errors alike."""
+    for resp in (client.simulate_get("/healthz"), client.simulate_get("/nowhere")):
+        assert "unit:1" == resp.headers["X-Served-By"]
+        assert resp.headers["X-Request-ID"]
+    echoed = client.simulate_get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert "abc-123" == echoed.headers["X-Request-ID"]
+
+
+def test_store_outage_is_503_not_404(client: falcon.testing.TestClient, store: FakeStore) -> None:
+    """When the store is down an unknown-to-this-worker scan is 503 with Retry-After."""
+    store.outages = 1
+    resp = client.simulate_get(f"/api/v1/opportunities/status/{UNKNOWN}", headers=auth())
+    assert (503, "store_unavailable") == (resp.status_code, resp.json["error"])
+    assert resp.headers["Retry-After"]
+    store.outages = 1
+    assert 503 == client.simulate_get("/readyz").status_code
+
+
+def test_cancel_a_running_scan(client: falcon.testing.TestClient) -> None:
+    """DELETE cancels the scan; a second DELETE finds it finished (409)."""
+    scan_id = discover(client, {"strategies": ["held"]}).json["scan_id"]
+    first = client.simulate_delete(f"/api/v1/opportunities/scans/{scan_id}", headers=auth())
+    assert ("cancelled", 200) == (first.json["status"], first.status_code)
+    again = client.simulate_delete(f"/api/v1/opportunities/scans/{scan_id}", headers=auth())
+    assert (409, "already_finished") == (again.status_code, again.json["error"])
+
+
+def test_strategies_are_listed_with_descriptions(client: falcon.testing.TestClient) -> None:
+    """GET /strategies lists every strategy with its description."""
+    resp = client.simulate_get("/api/v1/strategies", headers=auth())
+    assert ["alpha", "held"] == [s["name"] for s in resp.json["strategies"]]
+
+
+def test_openapi_document_is_valid_and_served(client: falcon.testing.TestClient) -> None:
+    """The OpenAPI document validates as 3.1 and is served without a token."""
+    from openapi_spec_validator import validate
+
+    document = json.loads(openapi_document())
+    validate(document)
+    assert document == client.simulate_get("/openapi.json").json

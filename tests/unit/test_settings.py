@@ -1,0 +1,79 @@
+"""Settings are read once from the environment, with clear errors."""
+
+from pathlib import Path
+
+import pytest
+
+from oppscan.settings import Settings, SettingsError
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    """With an empty environment oppscan runs embedded on 127.0.0.1:8000 with 2 workers."""
+    settings = Settings.from_env({})
+    assert (None, "127.0.0.1:8000", 2, 4) == (
+        settings.redis_url,
+        settings.bind,
+        settings.workers,
+        settings.threads,
+    )
+    assert settings.embedded
+    assert 3600 == settings.result_ttl
+    assert 10.0 == settings.lease_ttl
+
+
+def test_prefixed_variables_are_read() -> None:
+    """Every OPPSCAN_ variable lands in its field."""
+    settings = Settings.from_env(
+        {
+            "OPPSCAN_REDIS_URL": "redis://h:1/0",
+            "OPPSCAN_BIND": "0.0.0.0:9000",
+            "OPPSCAN_WORKERS": "4",
+            "OPPSCAN_THREADS": "8",
+            "OPPSCAN_RESULT_TTL": "60",
+            "OPPSCAN_LEASE_TTL": "2.5",
+            "OPPSCAN_MAX_SCANS_PER_WORKER": "3",
+            "OPPSCAN_DATA_DIR": "/tmp/x",
+            "OPPSCAN_MARKET": "csv:/data",
+            "OPPSCAN_SYNTHETIC_LATENCY_MS": "20",
+        }
+    )
+    assert "redis://h:1/0" == settings.redis_url
+    assert ("0.0.0.0:9000", 4, 8) == (settings.bind, settings.workers, settings.threads)
+    assert (60, 2.5, 3) == (settings.result_ttl, settings.lease_ttl, settings.max_scans_per_worker)
+    assert (Path("/tmp/x"), "csv:/data", 20.0) == (
+        settings.data_dir,
+        settings.market,
+        settings.synthetic_latency_ms,
+    )
+
+
+def test_ecosystem_names_are_fallbacks() -> None:
+    """REDIS_URL and WEB_CONCURRENCY apply when the OPPSCAN_ names are absent."""
+    settings = Settings.from_env({"REDIS_URL": "redis://r/1", "WEB_CONCURRENCY": "6"})
+    assert ("redis://r/1", 6) == (settings.redis_url, settings.workers)
+    preferred = Settings.from_env({"REDIS_URL": "redis://r/1", "OPPSCAN_REDIS_URL": "redis://o/2"})
+    assert "redis://o/2" == preferred.redis_url
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("OPPSCAN_WORKERS", "many"), ("OPPSCAN_WORKERS", "0"), ("OPPSCAN_LEASE_TTL", "-1")],
+)
+def test_bad_values_are_rejected_by_name(name: str, value: str) -> None:
+    """A value oppscan cannot use is an error that names the variable."""
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    """Without OPPSCAN_SECRET a random secret is created in the data dir and reused."""
+    settings = Settings.from_env({"OPPSCAN_DATA_DIR": str(tmp_path)})
+    first = settings.resolved_secret()
+    assert first == Settings.from_env({"OPPSCAN_DATA_DIR": str(tmp_path)}).resolved_secret()
+    assert len(first) >= 32
+    assert 0o600 == (tmp_path / "secret").stat().st_mode & 0o777
+
+
+def test_configured_secret_wins_and_first_of_several_signs() -> None:
+    """OPPSCAN_SECRET may list several secrets; the first one signs."""
+    assert "new" == Settings.from_env({"OPPSCAN_SECRET": "new, old"}).resolved_secret()
