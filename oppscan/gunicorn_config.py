@@ -34,6 +34,9 @@ keepalive = 5
 wsgi_app = "oppscan.http.app:get_app()"
 preload_app = False
 
+# -- Control: no runtime control socket (several servers may share a host) ----
+control_socket_disable = True
+
 # -- Logging -------------------------------------------------------------------
 proc_name = "oppscan"
 errorlog = "-"
@@ -64,11 +67,19 @@ def post_fork(server: Any, worker: Any) -> None:
     signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
 
 
+def worker_int(worker: Any) -> None:
+    """First SIGINT/SIGQUIT: ignore the next ones, so they cannot cut `worker_exit` short."""
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def worker_exit(server: Any, worker: Any) -> None:
     """Stop the worker's actors; pykka threads are not daemons and would hang it."""
     from oppscan.http.app import shutdown
 
+    worker_int(worker)
     shutdown()
+    server.log.info("worker %s stopped its scans", worker.pid)
 
 
 def on_exit(server: Any) -> None:

@@ -7,6 +7,7 @@ longer than their retention; never a miss, never a running scan's progress.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,15 +56,16 @@ class RegistryActor(pykka.ThreadingActor):
         self._hits = 0
         self._misses = 0
 
-    def on_start(self) -> None:
-        self._deps = self._deps_for(self.actor_ref.proxy())
-
     # -- asked -----------------------------------------------------------
 
     def spawn(self, job: ScanJob) -> None:
         """Start the scan's actor here, so its `scan_finished` always finds it adopted."""
-        assert self._deps is not None
-        self._local[job.scan_id] = ScanActor.start(job, self._deps).proxy()
+        if self._deps is None:
+            self._deps = self._deps_for(self.actor_ref.proxy())
+        ref = ScanActor.start(job, self._deps)
+        # A scan that finished already has its `scan_finished` queued behind this message.
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._local[job.scan_id] = ref.proxy()
 
     def resolve(self, scan_id: str) -> Resolution:
         local = self._local.get(scan_id)

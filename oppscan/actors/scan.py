@@ -105,8 +105,15 @@ class ScanActor(pykka.ThreadingActor):
             self._deps.market, self._job.params.symbols, self._job.params.timeframe
         )
         for name in self._job.params.strategies:
-            if name not in self._durable:
-                self._submit(proxy, self._deps.strategies[name], ctx)
+            strategy = self._deps.strategies.get(name)
+            if name in self._durable:
+                continue
+            if strategy is None:
+                # Resumed on a worker without this plugin: say so, and go on.
+                missing = "strategy is not installed on this worker"
+                self._unsaved.append(StrategyResult(name, "error", (), 0, missing))
+            else:
+                self._submit(proxy, strategy, ctx)
         self._log.info("scan_started", remaining=len(self._futures))
         self._advance()
 

@@ -26,7 +26,9 @@ _lock = threading.Lock()
 _runtime: Runtime | None = None
 
 
-def create_app(deps: resources.ApiDeps, verifier: TokenVerifier) -> falcon.App[falcon.Request, falcon.Response]:
+def create_app(
+    deps: resources.ApiDeps, verifier: TokenVerifier
+) -> falcon.App[falcon.Request, falcon.Response]:
     middleware: list[Any] = [RequestContext(deps.worker), Authentication(verifier)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True

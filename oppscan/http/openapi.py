@@ -25,6 +25,20 @@ def _body(schema: dict[str, Any], description: str, **headers: Any) -> dict[str,
     return answer
 
 
+def _linked(response: dict[str, Any]) -> dict[str, Any]:
+    """A discover answer links to the scan's status, results and cancel operations."""
+    by_id = {"scan_id": "$response.body#/scan_id"}
+    response["links"] = {
+        name: {"operationId": operation, "parameters": by_id}
+        for name, operation in (
+            ("status", "scanStatus"),
+            ("results", "scanResults"),
+            ("cancel", "cancelScan"),
+        )
+    }
+    return response
+
+
 def _error(description: str) -> dict[str, Any]:
     return _body(_ref("Error"), description)
 
@@ -190,18 +204,14 @@ def _paths() -> dict[str, Any]:
                     "content": {JSON: {"schema": _ref("DiscoverRequest")}},
                 },
                 "responses": {
-                    "202": _body(_ref("DiscoverResponse"), "Scan registered (or joined)"),
-                    "200": _body(_ref("DiscoverResponse"), "A finished identical scan reused"),
+                    "202": _linked(_body(_ref("DiscoverResponse"), "Scan registered (or joined)")),
+                    "200": _linked(
+                        _body(_ref("DiscoverResponse"), "A finished identical scan reused")
+                    ),
                     "400": _error("Invalid body"),
                     "413": _error("Body too large"),
                     "415": _error("Body is not JSON"),
                     **COMMON,
-                },
-                "links": {
-                    "status": {
-                        "operationId": "scanStatus",
-                        "parameters": {"scan_id": "$response.body#/scan_id"},
-                    },
                 },
             }
         },

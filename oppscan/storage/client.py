@@ -43,7 +43,6 @@ def connect(url: str, timeout: float) -> redis.Redis:
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        socket_keepalive=True,
         health_check_interval=10,
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import pykka
 import pytest
 
 from oppscan.actors import ScanActor, ScanDeps, ScanJob
@@ -31,7 +32,7 @@ def start(
     recorder: Recorder,
     epoch: int = 1,
     outages: int = 0,
-) -> tuple[ScanJob, object]:
+) -> tuple[ScanJob, pykka.ActorRef[ScanActor]]:
     params = ScanParams(tuple(s.name for s in strategies), ("SYM0",), "1h")
     created = now_iso()
     job = ScanJob("scan_" + "a" * 32, USER, params, epoch, created, created)
@@ -47,7 +48,7 @@ def start(
         results_cap=200,
         schedule=immediate,
     )
-    return job, ScanActor.start(job, deps).proxy()
+    return job, ScanActor.start(job, deps)
 
 
 def test_all_strategies_complete_and_results_are_stored(executor: ThreadPoolExecutor) -> None:
@@ -97,12 +98,12 @@ def test_snapshot_answers_while_strategies_run(executor: ThreadPoolExecutor) -> 
     """The actor answers at once while a strategy is still running, showing durable progress."""
     store, recorder = FakeStore(), Recorder()
     gate = threading.Event()
-    _, proxy = start(
+    _, ref = start(
         store, [FakeStrategy("fast"), FakeStrategy("slow", gate=gate)], executor, recorder
     )
     seen = []
     for _ in range(200):
-        snap = proxy.snapshot().get(timeout=1)  # type: ignore[attr-defined]
+        snap = ref.proxy().snapshot().get(timeout=1)  # type: ignore[attr-defined]
         seen.append(snap.completed)
         if snap.completed == 1:
             break
@@ -118,8 +119,8 @@ def test_cancel_stops_at_a_strategy_boundary(executor: ThreadPoolExecutor) -> No
     """Cancel records the scan as cancelled with the results that were durable."""
     store, recorder = FakeStore(), Recorder()
     gate = threading.Event()
-    _, proxy = start(store, [FakeStrategy("held", gate=gate)], executor, recorder)
-    snap = proxy.cancel().get(timeout=5)  # type: ignore[attr-defined]
+    _, ref = start(store, [FakeStrategy("held", gate=gate)], executor, recorder)
+    snap = ref.proxy().cancel().get(timeout=5)  # type: ignore[attr-defined]
     gate.set()
     assert ScanStatus.CANCELLED == snap.status
     assert recorder.done.wait(10)
@@ -132,14 +133,15 @@ def test_cancel_stops_at_a_strategy_boundary(executor: ThreadPoolExecutor) -> No
 def test_remote_cancel_request_is_seen_at_the_next_boundary(executor: ThreadPoolExecutor) -> None:
     """A cancel flag set in the store by another worker stops the scan after its next result."""
     store, recorder = FakeStore(), Recorder()
-    gate = threading.Event()
-    job, _ = start(
-        store, [FakeStrategy("first"), FakeStrategy("held", gate=gate)], executor, recorder
-    )
+    first, held = threading.Event(), threading.Event()
+    strategies = [FakeStrategy("first", gate=first), FakeStrategy("held", gate=held)]
+    job, _ = start(store, strategies, executor, recorder)
     store.request_cancel(job.scan_id, USER)
+    first.set()
     assert recorder.done.wait(10)
-    gate.set()
-    assert ScanStatus.CANCELLED == recorder.finished[0].status
+    held.set()
+    final = recorder.finished[0]
+    assert (ScanStatus.CANCELLED, 1) == (final.status, final.completed)
 
 
 def test_a_superseded_owner_writes_nothing(executor: ThreadPoolExecutor) -> None:
