@@ -131,6 +131,20 @@ class StrategyResult:
 
 
 @dataclass(frozen=True)
+class ScanJob:
+    """What an owner starts (or resumes) a scan from; `done` is already in Redis."""
+
+    scan_id: str
+    user: str
+    params: ScanParams
+    epoch: int
+    created_at: str
+    started_at: str
+    done: tuple[StrategyResult, ...] = ()
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
 class ScanSnapshot:
     """What a reader may see of a scan at one moment.
 

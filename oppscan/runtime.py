@@ -6,6 +6,7 @@ never in the master.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import pykka
 
 from oppscan.actors.registry import RegistryActor
 from oppscan.actors.scan import Registrar, ScanDeps, schedule_with_timer
+from oppscan.actors.steward import Steward
 from oppscan.logs import get_logger
 from oppscan.market import MarketData, load_market
 from oppscan.settings import Settings, worker_name
@@ -33,10 +35,11 @@ class Runtime:
     executor: ThreadPoolExecutor
     registry: Any  # RegistryActor proxy
     worker: str
+    steward: Steward | None = None
 
 
 def start_runtime(settings: Settings) -> Runtime:
-    """Store, market, strategies, executor, then the registry actor."""
+    """Store, market, strategies, executor, the registry actor, then the steward."""
     if settings.redis_url is None:
         raise RuntimeError("no Redis URL: set OPPSCAN_REDIS_URL or run `oppscan serve`")
     store = open_store(settings.redis_url, settings.key_prefix, settings.redis_timeout)
@@ -57,22 +60,34 @@ def start_runtime(settings: Settings) -> Runtime:
         )
 
     registry = RegistryActor.start(
-        settings.cache_ttl, settings.cache_size, settings.result_ttl, deps_for
+        settings.cache_ttl, settings.cache_size, settings.result_ttl, deps_for, settings.lease_ttl
     ).proxy()
+    worker = worker_name()
+    steward = Steward(
+        store,
+        registry,
+        worker,
+        settings.lease_ttl,
+        settings.max_scans_per_worker,
+        settings.ask_timeout,
+    ).start()
     log.info("runtime_started", market=market.name, strategies=len(strategies))
-    return Runtime(settings, store, market, strategies, executor, registry, worker_name())
+    return Runtime(settings, store, market, strategies, executor, registry, worker, steward)
 
 
 def stop_runtime(runtime: Runtime, timeout: float = 5.0) -> None:
-    """Scan actors, then the registry, then the executor and the store."""
+    """Steward, then scans (handing their leases off), registry, executor, store."""
+    if runtime.steward is not None:
+        runtime.steward.stop(timeout)
     try:
         scans = runtime.registry.local_scans().get(timeout=timeout)
-        for proxy in scans.values():
-            proxy.actor_ref.stop(block=False)
+        releases = [proxy.release() for proxy in scans.values()]
+        for release in releases:
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                release.get(timeout=timeout)
         runtime.registry.actor_ref.stop(block=True, timeout=timeout)
     except (pykka.ActorDeadError, pykka.Timeout):
         pass
-    pykka.ActorRegistry.stop_all(block=True, timeout=timeout)
     runtime.executor.shutdown(wait=False, cancel_futures=True)
     runtime.store.close()
     log.info("runtime_stopped")

@@ -12,13 +12,17 @@ from typing import Any, Literal
 
 import pykka
 
-from oppscan.actors import Resolution, ScanJob
-from oppscan.model import ScanParams, ScanSnapshot, ScanStatus, new_scan_id, now_iso
+from oppscan.actors import Resolution
+from oppscan.model import ScanJob, ScanParams, ScanSnapshot, ScanStatus, new_scan_id, now_iso
 from oppscan.runtime import Runtime
 from oppscan.storage import NewScan, StoreUnavailable
 
 Source = Literal["actor", "cache", "store"]
 DEDUP_ATTEMPTS = 5
+
+
+def lease_ms(lease_ttl: float) -> int:
+    return int(lease_ttl * 1000)
 
 
 class ScanNotFound(Exception):
@@ -77,20 +81,25 @@ class ScanService:
     def _start_if_current(
         self, user: str, params: ScanParams, expected: str | None
     ) -> Discovered | None:
+        """Register a new scan, owned here if this worker has room, else queued."""
+        settings = self._rt.settings
+        has_room = self._ask(self._registry.local_count()) < settings.max_scans_per_worker
         scan = NewScan(
             scan_id=new_scan_id(),
             user=user,
             params=params,
             created_at=now_iso(),
-            owner=self._rt.worker,
-            lease_deadline_ms=int((time.time() + self._rt.settings.lease_ttl) * 1000),
+            owner=self._rt.worker if has_room else None,
         )
-        self._store.create(scan)
+        sent = time.monotonic()
+        self._store.create(scan, lease_ms(settings.lease_ttl))
         if not self._store.claim_dedup(user, params.digest(), expected, scan.scan_id):
             self._store.discard(scan.scan_id, user)
             return None
+        if not has_room:
+            return Discovered(scan.scan_id, ScanStatus.QUEUED)
         job = ScanJob(scan.scan_id, user, params, scan.epoch, scan.created_at, scan.created_at)
-        self._ask(self._registry.spawn(job))
+        self._ask(self._registry.spawn(job, sent))
         return Discovered(scan.scan_id, ScanStatus.SCANNING)
 
     # -- reads ---------------------------------------------------------------
@@ -116,7 +125,16 @@ class ScanService:
             raise ScanNotFound(scan_id)
         if status.terminal:
             raise ScanAlreadyFinished(status)
+        if status is ScanStatus.QUEUED:
+            self._cancel_queued(scan_id)
         return self._lookup(user, scan_id, with_results=False)
+
+    def _cancel_queued(self, scan_id: str) -> None:
+        """Nobody owns a queued scan: claim it here so that it is recorded as cancelled."""
+        sent = time.monotonic()
+        job = self._store.claim(scan_id, self._rt.worker, lease_ms(self._rt.settings.lease_ttl))
+        if job is not None:
+            self._ask(self._registry.spawn(job, sent))
 
     def _cancel_local(self, local: Any, scan_id: str, snapshot: ScanSnapshot) -> Answer:
         if snapshot.status.terminal:

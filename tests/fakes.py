@@ -47,7 +47,7 @@ class FakeStore:
         self._enter("dedup_target")
         return self.dedup.get((user, digest))
 
-    def create(self, scan: NewScan) -> bool:
+    def create(self, scan: NewScan, lease_ms: int) -> bool:
         self._enter("create")
         snapshot = ScanSnapshot(
             scan.scan_id,

@@ -21,7 +21,7 @@ import pykka
 from oppscan.actors.strategy_run import ScanFailure, run_strategy
 from oppscan.logs import get_logger
 from oppscan.market import MarketData
-from oppscan.model import ScanParams, ScanSnapshot, ScanStatus, StrategyResult, now_iso
+from oppscan.model import ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.results import build_results
 from oppscan.storage import ScanStore, StoreUnavailable
 from oppscan.strategies import Strategy, StrategyContext
@@ -36,19 +36,6 @@ class Registrar(Protocol):
     def scan_finished(self, snapshot: ScanSnapshot) -> Any: ...
 
     def scan_released(self, scan_id: str) -> Any: ...
-
-
-@dataclass(frozen=True)
-class ScanJob:
-    """Everything a scan actor starts from; `done` holds results already in Redis."""
-
-    scan_id: str
-    user: str
-    params: ScanParams
-    epoch: int
-    created_at: str
-    started_at: str
-    done: tuple[StrategyResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,7 +101,9 @@ class ScanActor(pykka.ThreadingActor):
                 self._unsaved.append(StrategyResult(name, "error", (), 0, missing))
             else:
                 self._submit(proxy, strategy, ctx)
-        self._log.info("scan_started", remaining=len(self._futures))
+        self._log.info("scan_started", remaining=len(self._futures), resumed=len(self._durable))
+        if self._job.cancel_requested:
+            self._close(ScanStatus.CANCELLED, "cancelled by request")
         self._advance()
 
     def on_stop(self) -> None:
@@ -151,6 +140,27 @@ class ScanActor(pykka.ThreadingActor):
         else:
             self._unsaved.append(outcome)
         self._advance()
+
+    def release(self) -> bool:
+        """Hand the scan off (worker stopping): save what is done, free the lease, stop."""
+        if self._released:
+            return False
+        for future in self._futures.values():
+            future.cancel()
+        with contextlib.suppress(StoreUnavailable):
+            self._save_results()
+        released = False
+        if not self._released:
+            with contextlib.suppress(StoreUnavailable):
+                released = self._deps.store.release(self._job.scan_id, self._job.epoch)
+            self._log.info("lease_released", handed_off=released, completed=len(self._durable))
+            self._stop_owning()
+        return released
+
+    def lost(self) -> None:
+        """Told by the lease keeper: another epoch owns the scan now."""
+        if not self._released:
+            self._fenced()
 
     def retry_writes(self) -> None:
         self._retry_pending = False
@@ -239,8 +249,13 @@ class ScanActor(pykka.ThreadingActor):
     def _fenced(self) -> None:
         """A newer epoch owns the scan: drop everything, write nothing more."""
         self._log.warning("scan_fenced", failure_reason="epoch_superseded")
+        self._stop_owning()
+
+    def _stop_owning(self) -> None:
         self._released = True
-        self._closing = (ScanStatus.CANCELLED, "superseded")
+        self._closing = (ScanStatus.CANCELLED, "released")
+        for future in self._futures.values():
+            future.cancel()
         self._deps.registrar.scan_released(self._job.scan_id)
         self.actor_ref.stop(block=False)
 

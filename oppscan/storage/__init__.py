@@ -3,12 +3,13 @@
 from oppscan.storage.client import CircuitBreaker, StoreUnavailable, connect
 from oppscan.storage.embedded import EmbeddedRedis, free_port
 from oppscan.storage.keys import Keys
-from oppscan.storage.store import NewScan, Recorded, ScanStore
+from oppscan.storage.store import LeaseState, NewScan, Recorded, ScanStore
 
 __all__ = [
     "CircuitBreaker",
     "EmbeddedRedis",
     "Keys",
+    "LeaseState",
     "NewScan",
     "Recorded",
     "ScanStore",

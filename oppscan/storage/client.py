@@ -93,8 +93,12 @@ class CircuitBreaker:
             self._backoff = min(self.max_backoff, max(self.min_backoff, self._backoff * 2))
             self._open_until = self.clock() + self._backoff
 
+    def reset(self) -> None:
+        """Close the breaker (a probe found the store answering again)."""
+        with self._lock:
+            self._backoff = 0.0
+            self._open_until = 0.0
+
     def _reset(self) -> None:
         if self._backoff:
-            with self._lock:
-                self._backoff = 0.0
-                self._open_until = 0.0
+            self.reset()

@@ -47,6 +47,7 @@ class EmbeddedRedis:
 
     directory: Path
     port: int | None = None
+    fsync: str = "everysec"  # appendfsync: "always" survives a crash of the server itself
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -91,6 +92,11 @@ class EmbeddedRedis:
             process.kill()
             process.wait()
 
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the server (SIGSTOP/SIGCONT to hang and resume it)."""
+        if self._process is not None:
+            self._process.send_signal(sig)
+
     def kill(self) -> None:
         """SIGKILL, as a crash would: no final save."""
         if self._process is not None:
@@ -107,7 +113,7 @@ class EmbeddedRedis:
         return (
             listen
             + f"dir {self.directory.resolve()}\n"
-            + "appendonly yes\nappendfsync everysec\n"
+            + f"appendonly yes\nappendfsync {self.fsync}\n"
             + 'save ""\ndaemonize no\nprotected-mode yes\nloglevel warning\n'
         )
 

@@ -6,13 +6,104 @@ stale owner can never overwrite its successor.
 
 from __future__ import annotations
 
-# KEYS: scan, index (running|pending), user_scans
-# ARGV: scan_id, index score, user score, field, value, field, value, ...
-CREATE = """
+# Lease deadlines use Redis's clock, so hosts whose clocks differ still agree.
+NOW_MS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS: scan, running, pending, user_scans
+# ARGV: scan_id, lease ttl ms (0: queued for any worker), user score, field, value, ...
+CREATE = (
+    NOW_MS
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  local deadline = now_ms() + ttl
+  redis.call('HSET', KEYS[1], 'lease', deadline)
+  redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], now_ms(), ARGV[1])
+end
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+return 1
+"""
+)
+
+# KEYS: running, pending. ARGV: limit.
+# Scans whose lease lapsed, then queued scans, oldest first.
+CLAIMABLE = (
+    NOW_MS
+    + """
+local limit = tonumber(ARGV[1])
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, limit)
+local queued = redis.call('ZRANGE', KEYS[2], 0, limit - 1)
+for _, id in ipairs(queued) do lapsed[#lapsed + 1] = id end
+return lapsed
+"""
+)
+
+# KEYS: scan, running, pending. ARGV: scan_id, lease ttl ms, owner, now (ISO).
+# Takes a queued scan or one whose lease lapsed: a new epoch fences the old owner.
+# Returns the whole hash (with the new epoch), or false when not claimable.
+CLAIM = (
+    NOW_MS
+    + """
+local state = redis.call('HMGET', KEYS[1], 'status', 'lease')
+local status, lease = state[1], tonumber(state[2] or '0')
+if status ~= 'queued' and status ~= 'scanning' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return false
+end
+local now = now_ms()
+if status == 'scanning' and lease > now then return false end
+redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+local deadline = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'lease', deadline, 'status', 'scanning')
+if status == 'queued' then
+  redis.call('HSET', KEYS[1], 'started_at', ARGV[4], 'updated_at', ARGV[4])
+end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+"""
+)
+
+# KEYS: running, scan, scan, ... ARGV: lease ttl ms, id, epoch, id, epoch, ...
+# Renews every lease this owner still holds in one round trip.
+# Per scan: 0 lost (another epoch, or finished), 1 renewed, 2 renewed and cancel requested.
+RENEW = (
+    NOW_MS
+    + """
+local deadline = now_ms() + tonumber(ARGV[1])
+local out = {}
+for i = 2, #KEYS do
+  local id, epoch = ARGV[2 * i - 2], ARGV[2 * i - 1]
+  local state = redis.call('HMGET', KEYS[i], 'epoch', 'status', 'cancel')
+  if state[1] == epoch and state[2] == 'scanning' then
+    redis.call('HSET', KEYS[i], 'lease', deadline)
+    redis.call('ZADD', KEYS[1], deadline, id)
+    out[#out + 1] = (state[3] == '1') and 2 or 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+)
+
+# KEYS: scan, running. ARGV: scan_id, epoch.
+# Hands the scan back at once: its lease lapses now, so any worker may claim it.
+RELEASE = """
+local state = redis.call('HMGET', KEYS[1], 'epoch', 'status')
+if state[1] ~= ARGV[2] or state[2] ~= 'scanning' then return 0 end
+redis.call('HSET', KEYS[1], 'lease', '0', 'owner', '')
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 """
 

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import redis
 
-from oppscan.model import ScanParams, ScanSnapshot, ScanStatus, StrategyResult
+from oppscan.model import ScanJob, ScanParams, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.storage import scripts
-from oppscan.storage.client import CircuitBreaker
+from oppscan.storage.client import OUTAGE_ERRORS, CircuitBreaker
 from oppscan.storage.keys import Keys
 
 T = TypeVar("T")
@@ -38,34 +38,46 @@ USER_INDEX_CAP = 1000
 
 @dataclass(frozen=True)
 class NewScan:
-    """A scan record as `discover` registers it, owned from the start."""
+    """A scan record as `discover` registers it: owned by `owner`, or queued for anyone."""
 
     scan_id: str
     user: str
     params: ScanParams
     created_at: str
-    owner: str
-    lease_deadline_ms: int
-    epoch: int = 1
+    owner: str | None
+
+    @property
+    def epoch(self) -> int:
+        return 1 if self.owner else 0
 
     def fields(self) -> list[str]:
+        status = ScanStatus.SCANNING if self.owner else ScanStatus.QUEUED
         pairs = {
             "id": self.scan_id,
             "user": self.user,
             "params": json.dumps(self.params.to_dict(), separators=(",", ":")),
             "digest": self.params.digest(),
-            "status": ScanStatus.SCANNING.value,
+            "status": status.value,
             "total": str(len(self.params.strategies)),
             "completed": "0",
             "found": "0",
             "created_at": self.created_at,
             "updated_at": self.created_at,
             "started_at": self.created_at,
-            "owner": self.owner,
+            "owner": self.owner or "",
             "epoch": str(self.epoch),
-            "lease": str(self.lease_deadline_ms),
+            "lease": "0",
         }
         return [item for pair in pairs.items() for item in pair]
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """What renewing one lease found."""
+
+    scan_id: str
+    held: bool
+    cancel_requested: bool
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,10 @@ class ScanStore:
         self._record = client.register_script(scripts.RECORD_STRATEGY)
         self._finish = client.register_script(scripts.FINISH)
         self._cancel = client.register_script(scripts.REQUEST_CANCEL)
+        self._claimable = client.register_script(scripts.CLAIMABLE)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._renew = client.register_script(scripts.RENEW)
+        self._release = client.register_script(scripts.RELEASE)
 
     @property
     def keys(self) -> Keys:
@@ -107,16 +123,63 @@ class ScanStore:
         raw = self._call(lambda: self._client.get(self._keys.dedup(user, digest)))
         return _text(raw)
 
-    def create(self, scan: NewScan) -> bool:
+    def probe(self) -> bool:
+        """Ping past the circuit breaker, on fresh connections; close the breaker if it answers."""
+        try:
+            self._client.connection_pool.disconnect()
+            self._client.ping()
+        except OUTAGE_ERRORS:
+            return False
+        self.breaker.reset()
+        return True
+
+    def create(self, scan: NewScan, lease_ms: int) -> bool:
+        """Register the scan; owned ones get a lease of `lease_ms`, others are queued."""
         k = self._keys
         argv: list[str | int | float] = [
             scan.scan_id,
-            scan.lease_deadline_ms,
+            lease_ms if scan.owner else 0,
             time.time(),
             *scan.fields(),
         ]
-        keys = [k.scan(scan.scan_id), k.running(), k.user_scans(scan.user)]
+        keys = [k.scan(scan.scan_id), k.running(), k.pending(), k.user_scans(scan.user)]
         return bool(self._call(lambda: self._create(keys=keys, args=argv)))
+
+    def claimable(self, limit: int) -> list[str]:
+        """Ids of scans whose lease lapsed, then of queued ones."""
+        keys = [self._keys.running(), self._keys.pending()]
+        raw = self._call(lambda: self._claimable(keys=keys, args=[limit]))
+        return [_text(i) or "" for i in raw]
+
+    def claim(self, scan_id: str, owner: str, lease_ms: int) -> ScanJob | None:
+        """Take the scan over under a new epoch; None when it is not claimable."""
+        k = self._keys
+        keys = [k.scan(scan_id), k.running(), k.pending()]
+        argv: list[str | int] = [scan_id, lease_ms, owner, now_iso()]
+        raw = self._call(lambda: self._claim(keys=keys, args=argv))
+        if not raw:
+            return None
+        fields = {_text(raw[i]) or "": raw[i + 1] for i in range(0, len(raw), 2)}
+        return _job(scan_id, fields)
+
+    def renew(self, leases: Sequence[tuple[str, int]], lease_ms: int) -> list[LeaseState]:
+        """Extend every lease in one round trip; says which were lost or asked to cancel."""
+        if not leases:
+            return []
+        keys = [self._keys.running(), *(self._keys.scan(sid) for sid, _ in leases)]
+        argv: list[str | int] = [lease_ms]
+        for scan_id, epoch in leases:
+            argv += [scan_id, epoch]
+        raw = self._call(lambda: self._renew(keys=keys, args=argv))
+        return [
+            LeaseState(sid, int(code) > 0, int(code) == 2)
+            for (sid, _), code in zip(leases, raw, strict=True)
+        ]
+
+    def release(self, scan_id: str, epoch: int) -> bool:
+        """Give the scan back so that another worker claims it at once."""
+        keys = [self._keys.scan(scan_id), self._keys.running()]
+        return bool(self._call(lambda: self._release(keys=keys, args=[scan_id, epoch])))
 
     def claim_dedup(self, user: str, digest: str, expected: str | None, new: str) -> bool:
         keys = [self._keys.dedup(user, digest)]
@@ -222,6 +285,22 @@ def _text(raw: object) -> str | None:
     if raw is None:
         return None
     return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _job(scan_id: str, fields: dict[str, Any]) -> ScanJob:
+    done = tuple(
+        StrategyResult.from_json(value) for name, value in fields.items() if name.startswith("s:")
+    )
+    return ScanJob(
+        scan_id=scan_id,
+        user=_text(fields["user"]) or "",
+        params=ScanParams.from_dict(json.loads(fields["params"])),
+        epoch=int(fields["epoch"]),
+        created_at=_text(fields["created_at"]) or "",
+        started_at=_text(fields["started_at"]) or "",
+        done=done,
+        cancel_requested=_text(fields.get("cancel")) == "1",
+    )
 
 
 def _snapshot(scan_id: str, raw: dict[str, Any]) -> ScanSnapshot | None:

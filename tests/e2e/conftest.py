@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import GunicornServer
+from tests.support.server import GunicornServer
 
 
 @pytest.fixture

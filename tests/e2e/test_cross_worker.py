@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from tests.e2e.server import GunicornServer
+from tests.support.server import GunicornServer
 
 USERS = ("ana", "ben", "cai", "dee")
 SCANS_PER_USER = 5

@@ -10,6 +10,7 @@ import redis
 from oppscan.model import ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
 from oppscan.storage import Keys, NewScan, ScanStore, open_store
 
+LEASE_MS = 60_000
 PARAMS = ScanParams(("momentum", "rsi_reversal"), ("BTC-USD",), "1h")
 
 
@@ -24,7 +25,7 @@ def raw(redis_url: str) -> redis.Redis:
 
 
 def new_scan(user: str = "alice") -> NewScan:
-    return NewScan(new_scan_id(), user, PARAMS, now_iso(), "host:1", 10**13)
+    return NewScan(new_scan_id(), user, PARAMS, now_iso(), "host:1")
 
 
 def result(name: str, found: int = 1) -> StrategyResult:
@@ -37,7 +38,7 @@ def test_created_scan_is_readable_with_totals_and_no_expiry(
 ) -> None:
     """A new scan is readable at once with total > 0 and its key does not expire."""
     scan = new_scan()
-    assert store.create(scan)
+    assert store.create(scan, LEASE_MS)
     snap = store.read(scan.scan_id)
     assert snap is not None
     assert (ScanStatus.SCANNING, 2, 0) == (snap.status, snap.total, snap.completed)
@@ -47,13 +48,13 @@ def test_created_scan_is_readable_with_totals_and_no_expiry(
 def test_creating_twice_is_refused(store: ScanStore) -> None:
     """A scan id is registered once."""
     scan = new_scan()
-    assert (True, False) == (store.create(scan), store.create(scan))
+    assert (True, False) == (store.create(scan, LEASE_MS), store.create(scan, LEASE_MS))
 
 
 def test_strategy_result_is_recorded_once(store: ScanStore) -> None:
     """Recording the same strategy twice counts it once."""
     scan = new_scan()
-    store.create(scan)
+    store.create(scan, LEASE_MS)
     first = store.record_strategy(scan.scan_id, 1, result("momentum", 2), now_iso())
     again = store.record_strategy(scan.scan_id, 1, result("momentum", 2), now_iso())
     assert first is not None
@@ -65,7 +66,7 @@ def test_strategy_result_is_recorded_once(store: ScanStore) -> None:
 def test_writes_with_a_stale_epoch_are_fenced(store: ScanStore, raw: redis.Redis) -> None:
     """A writer whose epoch is not the scan's changes nothing."""
     scan = new_scan()
-    store.create(scan)
+    store.create(scan, LEASE_MS)
     raw.hset(Keys().scan(scan.scan_id), "epoch", 2)
     assert None is store.record_strategy(scan.scan_id, 1, result("momentum"), now_iso())
     snap = store.read(scan.scan_id)
@@ -80,7 +81,7 @@ def test_finish_writes_results_and_one_ttl_for_every_key(
 ) -> None:
     """The terminal step stores results, flips status, and expires scan and dedup together."""
     scan = new_scan()
-    store.create(scan)
+    store.create(scan, LEASE_MS)
     assert store.claim_dedup("alice", PARAMS.digest(), None, scan.scan_id)
     for name in PARAMS.strategies:
         store.record_strategy(scan.scan_id, 1, result(name), now_iso())
@@ -122,7 +123,7 @@ def test_dedup_claim_is_compare_and_set(store: ScanStore) -> None:
 def test_cancel_request_only_for_the_owner_user(store: ScanStore) -> None:
     """Another user's cancel is answered as not found and changes nothing."""
     scan = new_scan()
-    store.create(scan)
+    store.create(scan, LEASE_MS)
     assert None is store.request_cancel(scan.scan_id, "bob")
     assert ScanStatus.SCANNING == store.request_cancel(scan.scan_id, "alice")
     recorded = store.record_strategy(scan.scan_id, 1, result("momentum"), now_iso())
@@ -134,8 +135,8 @@ def test_list_scans_newest_first_and_forgets_expired(store: ScanStore, raw: redi
     """A user's list is newest first, excludes others' scans and prunes expired ids."""
     older, newer, gone = new_scan(), new_scan(), new_scan()
     for scan in (older, newer, gone):
-        store.create(scan)
-    store.create(new_scan("bob"))
+        store.create(scan, LEASE_MS)
+    store.create(new_scan("bob"), LEASE_MS)
     raw.delete(Keys().scan(gone.scan_id))
     listed = [s.scan_id for s in store.list_scans("alice", 10)]
     assert [newer.scan_id, older.scan_id] == listed
@@ -145,7 +146,7 @@ def test_list_scans_newest_first_and_forgets_expired(store: ScanStore, raw: redi
 def test_strategy_results_round_trip(store: ScanStore) -> None:
     """Per-strategy results come back as they were written (for resuming a scan)."""
     scan = new_scan()
-    store.create(scan)
+    store.create(scan, LEASE_MS)
     written = result("momentum", 3)
     store.record_strategy(scan.scan_id, 1, written, now_iso())
     assert {"momentum": written} == store.strategy_results(scan.scan_id)

@@ -36,7 +36,7 @@ def start(
     params = ScanParams(tuple(s.name for s in strategies), ("SYM0",), "1h")
     created = now_iso()
     job = ScanJob("scan_" + "a" * 32, USER, params, epoch, created, created)
-    store.create(NewScan(job.scan_id, USER, params, created, "test:1", 0, epoch=1))
+    store.create(NewScan(job.scan_id, USER, params, created, "test:1"), 10_000)
     store.outages = outages
     deps = ScanDeps(
         store=store,  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ class GunicornServer:
     workers: int = 4
     threads: int = 4
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -52,7 +53,7 @@ class GunicornServer:
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config"],
+            [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config", *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -73,6 +74,21 @@ class GunicornServer:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             raise AssertionError(f"gunicorn did not stop on SIGTERM; see {self.log_path}") from None
+
+    @property
+    def master_pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill_all(self) -> None:
+        """SIGKILL the master and its workers at once, as a lost host would."""
+        process, self.process = self.process, None
+        if process is not None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

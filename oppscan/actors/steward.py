@@ -1,0 +1,107 @@
+"""The Steward: a worker's housekeeping thread.
+
+It renews every lease this worker holds in one round trip at a third of the
+lease TTL, claims scans whose lease lapsed (their owner died) or that wait
+queued, and while the store is down probes it so connections re-open without
+any request having to fail first.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+from oppscan.logs import get_logger
+from oppscan.storage import ScanStore, StoreUnavailable
+
+log = get_logger("oppscan.steward")
+
+TICK = 0.25
+
+
+class Steward:
+    def __init__(
+        self,
+        store: ScanStore,
+        registry: Any,  # RegistryActor proxy
+        worker: str,
+        lease_ttl: float,
+        max_scans: int,
+        ask_timeout: float,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._worker = worker
+        self._lease_ms = int(lease_ttl * 1000)
+        self._renew_every = lease_ttl / 3
+        self._max_scans = max_scans
+        self._timeout = ask_timeout
+        self._next_renew = 0.0
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steward", daemon=True)
+
+    def start(self) -> Steward:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._halt.wait(TICK * random.uniform(0.8, 1.2)):  # noqa: S311 - jitter only
+            try:
+                self.tick()
+            except StoreUnavailable:
+                pass  # The breaker is open now; the next tick probes.
+            except Exception as exc:
+                log.exception("steward_error", failure_reason=repr(exc))
+
+    def tick(self) -> None:
+        if self._store.breaker.is_open and not self._reconnect():
+            return
+        if time.monotonic() >= self._next_renew:
+            self._renew()
+        self._claim()
+
+    def _reconnect(self) -> bool:
+        if not self._store.probe():
+            return False
+        log.info("store_reconnected")
+        self._registry.store_recovered()
+        self._next_renew = 0.0
+        return True
+
+    def _renew(self) -> None:
+        leases = self._registry.leases().get(timeout=self._timeout)
+        sent = time.monotonic()
+        states = self._store.renew(leases, self._lease_ms)
+        self._next_renew = time.monotonic() + self._renew_every
+        for state in states:
+            if not state.held:
+                log.warning("lease_lost", scan_id=state.scan_id, failure_reason="epoch_superseded")
+        self._registry.leases_checked(states, sent)
+
+    def _claim(self) -> None:
+        room = self._max_scans - self._registry.local_count().get(timeout=self._timeout)
+        if room <= 0:
+            return
+        for scan_id in self._store.claimable(room):
+            sent = time.monotonic()
+            job = self._store.claim(scan_id, self._worker, self._lease_ms)
+            if job is None:
+                continue
+            log.info(
+                "scan_claimed",
+                scan_id=scan_id,
+                epoch=job.epoch,
+                resumed=len(job.done),
+                failure_reason="lease_lapsed" if job.epoch > 1 else "queued",
+            )
+            self._registry.spawn(job, sent).get(timeout=self._timeout)
+            room -= 1
+            if room <= 0:
+                return
