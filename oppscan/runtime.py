@@ -7,6 +7,8 @@ never in the master.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,15 +81,22 @@ def stop_runtime(runtime: Runtime, timeout: float = 5.0) -> None:
     """Steward, then scans (handing their leases off), registry, executor, store."""
     if runtime.steward is not None:
         runtime.steward.stop(timeout)
-    try:
-        scans = runtime.registry.local_scans().get(timeout=timeout)
-        releases = [proxy.release() for proxy in scans.values()]
-        for release in releases:
-            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-                release.get(timeout=timeout)
+    with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+        _hand_off(runtime.registry.local_scans().get(timeout=timeout), runtime.settings)
         runtime.registry.actor_ref.stop(block=True, timeout=timeout)
-    except (pykka.ActorDeadError, pykka.Timeout):
-        pass
     runtime.executor.shutdown(wait=False, cancel_futures=True)
     runtime.store.close()
     log.info("runtime_stopped")
+
+
+def _hand_off(scans: Mapping[str, Any], settings: Settings) -> None:
+    """Release every scan at a strategy boundary, within the hand-off timeout."""
+    deadline = time.monotonic() + settings.handoff_timeout
+    waiting: list[tuple[Any, threading.Event]] = []
+    for proxy in scans.values():
+        with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+            waiting.append((proxy, proxy.release().get(timeout=settings.ask_timeout)))
+    for proxy, stopped in waiting:
+        if not stopped.wait(max(0.0, deadline - time.monotonic())):
+            with contextlib.suppress(pykka.ActorDeadError):
+                proxy.release_now()

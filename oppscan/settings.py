@@ -42,6 +42,7 @@ class Settings:
     cache_ttl: float = 300.0
     cache_size: int = 4096
     ask_timeout: float = 2.0
+    handoff_timeout: float = 10.0
     redis_timeout: float = 0.5
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
@@ -73,6 +74,7 @@ class Settings:
             results_cap=get.integer("RESULTS_CAP", cls.results_cap),
             cache_ttl=get.number("CACHE_TTL", cls.cache_ttl),
             redis_timeout=get.number("REDIS_TIMEOUT", cls.redis_timeout),
+            handoff_timeout=get.number("HANDOFF_TIMEOUT", cls.handoff_timeout),
             log_level=(get.text("LOG_LEVEL") or cls.log_level).lower(),
         )
 

@@ -68,6 +68,10 @@ class ScanActor(pykka.ThreadingActor):
         self._durable: dict[str, StrategyResult] = {r.name: r for r in job.done}
         self._unsaved: list[StrategyResult] = []
         self._futures: dict[str, Future[StrategyResult | ScanFailure]] = {}
+        self._outstanding: set[str] = set()  # submitted, not yet reported
+        self._releasing = False
+        self._finished = False
+        self._stopped = threading.Event()
         self._closing: tuple[ScanStatus, str | None] | None = None
         self._final: ScanSnapshot | None = None
         self._retry_delay = MIN_RETRY
@@ -109,11 +113,13 @@ class ScanActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         for future in self._futures.values():
             future.cancel()
+        self._stopped.set()
 
     def _submit(self, proxy: Any, strategy: Strategy, ctx: StrategyContext) -> None:
         future = self._deps.executor.submit(run_strategy, strategy, ctx, self._job.scan_id)
         future.add_done_callback(lambda f: _report(proxy, f))
         self._futures[strategy.name] = future
+        self._outstanding.add(strategy.name)
 
     # -- asked -----------------------------------------------------------
 
@@ -130,9 +136,13 @@ class ScanActor(pykka.ThreadingActor):
     # -- told ------------------------------------------------------------
 
     def strategy_done(self, outcome: StrategyResult | ScanFailure) -> None:
+        name = outcome.strategy if isinstance(outcome, ScanFailure) else outcome.name
+        self._outstanding.discard(name)
         if self._closing is not None or self._released:
             return
-        if isinstance(outcome, ScanFailure):
+        if isinstance(outcome, ScanFailure) and self._releasing:
+            pass  # The successor runs it again and fails the scan itself.
+        elif isinstance(outcome, ScanFailure):
             self._log.warning(
                 "scan_failed", strategy=outcome.strategy, failure_reason=outcome.error
             )
@@ -140,22 +150,40 @@ class ScanActor(pykka.ThreadingActor):
         else:
             self._unsaved.append(outcome)
         self._advance()
+        self._finish_release_when_idle()
 
-    def release(self) -> bool:
-        """Hand the scan off (worker stopping): save what is done, free the lease, stop."""
-        if self._released:
-            return False
-        for future in self._futures.values():
-            future.cancel()
+    def release(self) -> threading.Event:
+        """Hand the scan off (worker stopping) at a strategy boundary.
+
+        Strategies not started are dropped; running ones finish and are saved;
+        then the lease is freed so another worker resumes at once. The event is
+        set when this actor has stopped.
+        """
+        self._releasing = True
+        for name, future in self._futures.items():
+            if future.cancel():
+                self._outstanding.discard(name)
+        self._finish_release_when_idle()
+        return self._stopped
+
+    def release_now(self) -> None:
+        """The hand-off ran out of time: free the lease without waiting for strategies."""
+        self._releasing = True
+        self._outstanding.clear()
+        self._finish_release_when_idle()
+
+    def _finish_release_when_idle(self) -> None:
+        if not self._releasing or self._outstanding or self._released or self._finished:
+            return
         with contextlib.suppress(StoreUnavailable):
             self._save_results()
+        if self._released:
+            return
         released = False
-        if not self._released:
-            with contextlib.suppress(StoreUnavailable):
-                released = self._deps.store.release(self._job.scan_id, self._job.epoch)
-            self._log.info("lease_released", handed_off=released, completed=len(self._durable))
-            self._stop_owning()
-        return released
+        with contextlib.suppress(StoreUnavailable):
+            released = self._deps.store.release(self._job.scan_id, self._job.epoch)
+        self._log.info("lease_released", handed_off=released, completed=len(self._durable))
+        self._stop_owning()
 
     def lost(self) -> None:
         """Told by the lease keeper: another epoch owns the scan now."""
@@ -217,6 +245,7 @@ class ScanActor(pykka.ThreadingActor):
         if not self._deps.store.finish(final, self._job.epoch, digest, self._deps.result_ttl):
             return self._fenced()
         self._snapshot = final
+        self._finished = True
         self._log.info("scan_finished", status=final.status.value, completed=final.completed)
         self._deps.registrar.scan_finished(final)
         self.actor_ref.stop(block=False)

@@ -38,11 +38,11 @@ class StoreUnavailable(Exception):
 
 
 def connect(url: str, timeout: float) -> redis.Redis:
-    """A client that tries once, with `timeout` for connect and for each reply."""
+    """A client that tries once: `timeout` for each reply, half of it to connect."""
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        socket_connect_timeout=timeout / 2,
         health_check_interval=10,
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,

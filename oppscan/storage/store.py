@@ -124,9 +124,11 @@ class ScanStore:
         return _text(raw)
 
     def probe(self) -> bool:
-        """Ping past the circuit breaker, on fresh connections; close the breaker if it answers."""
+        """Ping past the circuit breaker on fresh connections; close the breaker if it answers."""
         try:
-            self._client.connection_pool.disconnect()
+            # Idle connections may point at the server that went away; in-use ones
+            # belong to other threads, which find out for themselves.
+            self._client.connection_pool.disconnect(inuse_connections=False)
             self._client.ping()
         except OUTAGE_ERRORS:
             return False

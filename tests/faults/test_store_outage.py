@@ -1,0 +1,77 @@
+"""Redis crashes or hangs mid-scan: answers are 503 (never 404), fast, and nothing is lost."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import requests
+
+from oppscan.storage import EmbeddedRedis
+from tests.faults.conftest import ServerFactory
+from tests.faults.test_worker_death import assert_every_strategy_once, completed, poll_until
+from tests.support.watch import Watch, start_scans
+
+OUTAGE_S = 3.0
+
+
+def p99(values: list[float]) -> float:
+    return values[min(len(values) - 1, int(len(values) * 0.99))] if values else 0.0
+
+
+def run_outage(
+    make_server: ServerFactory, store_server: EmbeddedRedis, name: str, crash: bool
+) -> None:
+    # Default lease (10 s): owners keep their scans through a 3 s outage.
+    server = make_server(OPPSCAN_LEASE_TTL="10")
+    scans = start_scans(server, 4)
+    with Watch([server.url], scans) as watch:
+        poll_until(lambda: completed(server.redis_url, scans[0]) >= 1, 30)
+        down = time.monotonic()
+        if crash:
+            store_server.kill()
+        else:
+            store_server.signal(signal.SIGSTOP)
+        time.sleep(OUTAGE_S)  # the outage itself: what the test injects, not a wait for a result
+        if crash:
+            store_server.start()
+        else:
+            store_server.signal(signal.SIGCONT)
+        up = time.monotonic()
+        ready = poll_until(lambda: readyz(server.url) == 200, 30)
+        watch.wait_complete(120)
+    during = watch.counts((down, up))
+    slow = p99(watch.latencies((down + 1.0, up)))  # past the first timeouts, the breaker is open
+    print(
+        watch.report(
+            name,
+            outage_503=during["503"],
+            outage_200=during["200"],
+            p99_ms_during_outage=round(slow * 1000, 1),
+            recovered_s=round(ready, 2),
+        )
+    )
+    assert 0 == watch.counts()["404"]
+    assert 0 == watch.server_errors()
+    assert during["503"] > 0
+    assert [] == watch.backwards()
+    assert slow < (0.1 if crash else 1.0)
+    assert "WORKER TIMEOUT" not in server.log_text()
+    assert_every_strategy_once(watch)
+
+
+def readyz(url: str) -> int:
+    try:
+        return requests.get(f"{url}/readyz", timeout=2).status_code
+    except requests.RequestException:
+        return 0
+
+
+def test_redis_crash_and_restart(make_server: ServerFactory, store_server: EmbeddedRedis) -> None:
+    """SIGKILL Redis for 3 s then restart it on its data: 503s only, then every scan completes."""
+    run_outage(make_server, store_server, "redis-sigkill", crash=True)
+
+
+def test_redis_hung(make_server: ServerFactory, store_server: EmbeddedRedis) -> None:
+    """SIGSTOP Redis for 3 s (a hung server): requests fail within 1 s, workers survive."""
+    run_outage(make_server, store_server, "redis-sigstop", crash=False)
