@@ -192,7 +192,10 @@ class ScanActor(pykka.ThreadingActor):
 
     def retry_writes(self) -> None:
         self._retry_pending = False
+        waiting = len(self._unsaved) + (self._closing is not None)
         self._advance()
+        if waiting and not self._retry_pending:
+            self._log.info("writes_flushed", writes=waiting)
 
     # -- the write-through core ---------------------------------------------
 

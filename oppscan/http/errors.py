@@ -64,9 +64,12 @@ def _already_finished(req: falcon.Request, resp: falcon.Response, exc: Exception
     raise ApiError(409, "already_finished", str(exc))
 
 
-def _store_unavailable(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+def _store_unavailable(
+    req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
+) -> None:
     assert isinstance(exc, StoreUnavailable)
-    log.warning("store_unavailable", path=req.path, failure_reason=exc.reason)
+    scan_id = (params or {}).get("scan_id")
+    log.warning("store_unavailable", path=req.path, scan_id=scan_id, failure_reason=exc.reason)
     raise ApiError(
         503,
         "store_unavailable",

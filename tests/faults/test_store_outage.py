@@ -10,6 +10,7 @@ import requests
 from oppscan.storage import EmbeddedRedis
 from tests.faults.conftest import ServerFactory
 from tests.faults.test_worker_death import assert_every_strategy_once, completed, poll_until
+from tests.support.server import GunicornServer
 from tests.support.watch import Watch, start_scans
 
 OUTAGE_S = 3.0
@@ -32,7 +33,9 @@ def run_outage(
             store_server.kill()
         else:
             store_server.signal(signal.SIGSTOP)
-        time.sleep(OUTAGE_S)  # the outage itself: what the test injects, not a wait for a result
+        time.sleep(OUTAGE_S / 2)  # the outage itself: what the test injects, not a wait
+        assert (503, 503) == (readyz(server.url), discover_status(server, scans[0].token))
+        time.sleep(OUTAGE_S / 2)
         if crash:
             store_server.start()
         else:
@@ -58,6 +61,17 @@ def run_outage(
     assert slow < (0.1 if crash else 1.0)
     assert "WORKER TIMEOUT" not in server.log_text()
     assert_every_strategy_once(watch)
+
+
+def discover_status(server: GunicornServer, token: str) -> int:
+    """A discover during the outage: a 202 would claim a registration that cannot happen."""
+    resp = requests.post(
+        f"{server.url}/api/v1/opportunities/discover",
+        json={"symbols": ["BTC-USD"], "timeframe": "4h"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    return resp.status_code
 
 
 def readyz(url: str) -> int:

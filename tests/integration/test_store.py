@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import redis
 
 from oppscan.model import ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
-from oppscan.storage import Keys, NewScan, ScanStore, open_store
+from oppscan.storage import EmbeddedRedis, Keys, NewScan, ScanStore, open_store
 
 LEASE_MS = 60_000
 PARAMS = ScanParams(("momentum", "rsi_reversal"), ("BTC-USD",), "1h")
@@ -151,3 +152,17 @@ def test_strategy_results_round_trip(store: ScanStore) -> None:
     store.record_strategy(scan.scan_id, 1, written, now_iso())
     assert {"momentum": written} == store.strategy_results(scan.scan_id)
     assert json.loads(written.to_json())["name"] == "momentum"
+
+
+def test_embedded_redis_keeps_its_data_across_a_restart(tmp_path: Path) -> None:
+    """The embedded server writes an append-only file: a restart loses nothing retained."""
+    server = EmbeddedRedis(tmp_path / "embedded").start()
+    try:
+        redis.Redis.from_url(server.url).set("kept", "yes")
+    finally:
+        server.stop()
+    server.start()
+    try:
+        assert b"yes" == redis.Redis.from_url(server.url).get("kept")
+    finally:
+        server.stop()
