@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from oppscan.auth import issue_token
-from oppscan.settings import Settings, export_redis_url
-from oppscan.storage import EmbeddedRedis
+# Only settings here: prometheus_client must not be imported in the master
+# before the metrics folder is exported (it picks its mode on import).
+from oppscan.settings import Settings, export_metrics_dir, export_redis_url
 
 _settings = Settings.from_env()
-_embedded: EmbeddedRedis | None = None
+_metrics_dir = _settings.metrics_dir or _settings.data_dir.resolve() / "metrics"
+_embedded: Any = None  # the EmbeddedRedis, when this master started one
 
 # -- Server socket: where to listen ------------------------------------------
 bind = [_settings.bind]
@@ -44,15 +45,23 @@ loglevel = _settings.log_level
 
 
 def on_starting(server: Any) -> None:
-    """Start the embedded Redis before any worker forks, when none is configured."""
+    """Fresh metrics folder, and the embedded Redis when none is configured, before any fork."""
     global _embedded
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in _metrics_dir.glob("*.db"):  # a previous run's workers
+        stale.unlink()
+    export_metrics_dir(_metrics_dir)
     if _settings.embedded:
+        from oppscan.storage import EmbeddedRedis
+
         _embedded = EmbeddedRedis(Path(_settings.data_dir) / "redis").start()
         export_redis_url(_embedded.url)
         server.log.info("embedded redis-server pid %s at %s", _embedded.pid, _embedded.url)
 
 
 def when_ready(server: Any) -> None:
+    from oppscan.auth import issue_token
+
     host = _settings.bind if "://" not in _settings.bind else _settings.bind.split("://", 1)[1]
     token = issue_token(_settings.resolved_secret(), "demo")
     print(
@@ -80,6 +89,13 @@ def worker_exit(server: Any, worker: Any) -> None:
     worker_int(worker)
     shutdown()
     server.log.info("worker %s stopped its scans", worker.pid)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: its live gauges must not count any more."""
+    from oppscan.metrics import mark_dead
+
+    mark_dead(worker.pid, str(_metrics_dir))
 
 
 def on_exit(server: Any) -> None:

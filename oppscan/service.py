@@ -13,6 +13,7 @@ from typing import Any, Literal
 import pykka
 
 from oppscan.actors import Resolution
+from oppscan.metrics import SCAN_READS, SCANS_STARTED
 from oppscan.model import ScanJob, ScanParams, ScanSnapshot, ScanStatus, new_scan_id, now_iso
 from oppscan.runtime import Runtime
 from oppscan.storage import NewScan, StoreUnavailable
@@ -70,11 +71,14 @@ class ScanService:
             existing = self._store.read(current) if current else None
             if existing is not None and existing.user == user:
                 if not existing.status.terminal:
+                    SCANS_STARTED.labels("deduplicated").inc()
                     return Discovered(existing.scan_id, existing.status, deduplicated=True)
                 if existing.status is ScanStatus.COMPLETE and not force_refresh:
+                    SCANS_STARTED.labels("reused").inc()
                     return Discovered(existing.scan_id, existing.status, cached=True)
             started = self._start_if_current(user, params, current)
             if started is not None:
+                SCANS_STARTED.labels(started.status.value).inc()
                 return started
         raise StoreUnavailable("dedup_contention")
 
@@ -143,9 +147,15 @@ class ScanService:
         return Answer(cancelled or snapshot, "actor")
 
     def _lookup(self, user: str, scan_id: str, with_results: bool) -> Answer:
-        answer = self._answer(scan_id, with_results)
+        try:
+            answer = self._answer(scan_id, with_results)
+        except StoreUnavailable:
+            SCAN_READS.labels("store", "unavailable").inc()
+            raise
         if answer is None or answer.snapshot.user != user:
+            SCAN_READS.labels(answer.source if answer else "store", "not_found").inc()
             raise ScanNotFound(scan_id)
+        SCAN_READS.labels(answer.source, "found").inc()
         return answer
 
     def _answer(self, scan_id: str, with_results: bool) -> Answer | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 PREFIX = "OPPSCAN_"
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the name prometheus_client reads
 
 
 class SettingsError(ValueError):
@@ -46,6 +47,7 @@ class Settings:
     redis_timeout: float = 0.5
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
+    metrics_dir: Path | None = None
 
     @property
     def embedded(self) -> bool:
@@ -76,6 +78,7 @@ class Settings:
             redis_timeout=get.number("REDIS_TIMEOUT", cls.redis_timeout),
             handoff_timeout=get.number("HANDOFF_TIMEOUT", cls.handoff_timeout),
             log_level=(get.text("LOG_LEVEL") or cls.log_level).lower(),
+            metrics_dir=_path(get.text("METRICS_DIR", fallback=METRICS_ENV)),
         )
 
     def with_redis_url(self, url: str) -> Settings:
@@ -88,6 +91,11 @@ class Settings:
         return _data_dir_secret(self.data_dir)
 
 
+def export_metrics_dir(path: Path) -> None:
+    """Make every process forked after this write its metrics under `path`."""
+    os.environ[METRICS_ENV] = str(path)
+
+
 def export_redis_url(url: str) -> None:
     """Hand the embedded server's URL to the worker processes forked after this."""
     os.environ[PREFIX + "REDIS_URL"] = url
@@ -96,6 +104,10 @@ def export_redis_url(url: str) -> None:
 def worker_name() -> str:
     """`host:pid`, the value of `X-Served-By` and of a scan's `owner`."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def _data_dir_secret(data_dir: Path) -> str:

@@ -17,6 +17,7 @@ import pykka
 from cachetools import TLRUCache
 
 from oppscan.actors.scan import Registrar, ScanActor, ScanDeps
+from oppscan.metrics import CACHE_LOOKUPS, SCANS_RUNNING
 from oppscan.model import ScanJob, ScanSnapshot, parse_iso
 from oppscan.storage import LeaseState
 
@@ -78,6 +79,7 @@ class RegistryActor(pykka.ThreadingActor):
             self._local[job.scan_id] = ref.proxy()
             self._epochs[job.scan_id] = job.epoch
             self._lease_until[job.scan_id] = leased_at + self._lease_ttl
+        SCANS_RUNNING.set(len(self._local))
 
     def resolve(self, scan_id: str) -> Resolution:
         """The local actor while our lease surely holds; else the cache; else nothing.
@@ -91,8 +93,10 @@ class RegistryActor(pykka.ThreadingActor):
         cached = self._cache.get(scan_id)
         if cached is None:
             self._misses += 1
+            CACHE_LOOKUPS.labels("miss").inc()
             return Resolution()
         self._hits += 1
+        CACHE_LOOKUPS.labels("hit").inc()
         return Resolution(cached=cached)
 
     def local_scans(self) -> dict[str, Any]:
@@ -148,6 +152,7 @@ class RegistryActor(pykka.ThreadingActor):
         self._local.pop(scan_id, None)
         self._epochs.pop(scan_id, None)
         self._lease_until.pop(scan_id, None)
+        SCANS_RUNNING.set(len(self._local))
 
     # -- cache policy ------------------------------------------------------
 

@@ -21,6 +21,7 @@ import pykka
 from oppscan.actors.strategy_run import ScanFailure, run_strategy
 from oppscan.logs import get_logger
 from oppscan.market import MarketData
+from oppscan.metrics import LEASES, SCANS_FINISHED
 from oppscan.model import ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.results import build_results
 from oppscan.storage import ScanStore, StoreUnavailable
@@ -183,6 +184,7 @@ class ScanActor(pykka.ThreadingActor):
         with contextlib.suppress(StoreUnavailable):
             released = self._deps.store.release(self._job.scan_id, self._job.epoch)
         self._log.info("lease_released", handed_off=released, completed=len(self._durable))
+        LEASES.labels("released").inc()
         self._stop_owning()
 
     def lost(self) -> None:
@@ -249,6 +251,7 @@ class ScanActor(pykka.ThreadingActor):
             return self._fenced()
         self._snapshot = final
         self._finished = True
+        SCANS_FINISHED.labels(final.status.value).inc()
         self._log.info("scan_finished", status=final.status.value, completed=final.completed)
         self._deps.registrar.scan_finished(final)
         self.actor_ref.stop(block=False)

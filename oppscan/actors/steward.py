@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from oppscan.logs import get_logger
+from oppscan.metrics import LEASES, REDIS_RECONNECTS
 from oppscan.storage import ScanStore, StoreUnavailable
 
 log = get_logger("oppscan.steward")
@@ -71,6 +72,7 @@ class Steward:
         if not self._store.probe():
             return False
         log.info("store_reconnected")
+        REDIS_RECONNECTS.inc()
         self._registry.store_recovered()
         self._next_renew = 0.0
         return True
@@ -83,6 +85,7 @@ class Steward:
         for state in states:
             if not state.held:
                 log.warning("lease_lost", scan_id=state.scan_id, failure_reason="epoch_superseded")
+                LEASES.labels("lost").inc()
         self._registry.leases_checked(states, sent)
 
     def _claim(self) -> None:
@@ -101,6 +104,7 @@ class Steward:
                 resumed=len(job.done),
                 failure_reason="lease_lapsed" if job.epoch > 1 else "queued",
             )
+            LEASES.labels("taken_over" if job.epoch > 1 else "claimed").inc()
             self._registry.spawn(job, sent).get(timeout=self._timeout)
             room -= 1
             if room <= 0:

@@ -43,6 +43,7 @@ def create_app(
         (f"{API}/symbols", resources.Symbols(deps)),
         ("/healthz", resources.Health(deps)),
         ("/readyz", resources.Ready(deps)),
+        ("/metrics", resources.Metrics(deps)),
         ("/openapi.json", resources.OpenApi(openapi_document())),
     ]
     for path, resource in routes:
@@ -60,6 +61,7 @@ def app_from_runtime(runtime: Runtime) -> falcon.App[falcon.Request, falcon.Resp
         ping=runtime.store.ping,
         worker=runtime.worker,
         max_body_bytes=settings.max_body_bytes,
+        metrics_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
     )
     return create_app(deps, TokenVerifier(secrets or [settings.resolved_secret()]))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import structlog
 
 from oppscan.auth import InvalidToken, TokenVerifier
 from oppscan.http.errors import ApiError
+from oppscan.metrics import REQUEST_SECONDS, REQUESTS
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -22,6 +24,7 @@ class RequestContext:
         self._worker = worker
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
         given = req.get_header("X-Request-ID") or ""
         req.context.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=req.context.request_id)
@@ -32,6 +35,11 @@ class RequestContext:
         resp.set_header("X-Served-By", self._worker)
         resp.set_header("X-Request-ID", str(req.context.get("request_id", "")))
         structlog.contextvars.clear_contextvars()
+        route = req.uri_template or "unmatched"
+        REQUESTS.labels(route, req.method, str(resp.status_code)).inc()
+        started: float = req.context.get("started") or time.perf_counter()
+        elapsed = time.perf_counter() - started
+        REQUEST_SECONDS.labels(route, req.method).observe(elapsed)
 
 
 class Authentication:

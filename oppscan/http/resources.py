@@ -9,6 +9,7 @@ from typing import Any
 import falcon
 
 from oppscan.http.validation import check_scan_id, parse_discover, read_json_object
+from oppscan.metrics import render
 from oppscan.model import ScanSnapshot
 from oppscan.service import Answer, ScanService
 from oppscan.strategies import Strategy
@@ -27,6 +28,7 @@ class ApiDeps:
     ping: Callable[[], bool]
     worker: str
     max_body_bytes: int = 64 * 1024
+    metrics_dir: str | None = None
 
 
 def status_url(scan_id: str) -> str:
@@ -149,6 +151,18 @@ class Ready:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._ping()
         resp.media = {"status": "ready"}
+
+
+class Metrics:
+    """Prometheus exposition, aggregated over every worker of this server."""
+
+    auth_required = False
+
+    def __init__(self, deps: ApiDeps) -> None:
+        self._dir = deps.metrics_dir
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data, resp.content_type = render(self._dir)
 
 
 class OpenApi:

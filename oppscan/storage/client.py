@@ -19,6 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from oppscan.metrics import REDIS_ERRORS
+
 T = TypeVar("T")
 
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -66,6 +68,7 @@ class CircuitBreaker:
         try:
             result = fn()
         except OUTAGE_ERRORS as exc:
+            REDIS_ERRORS.labels(type(exc).__name__).inc()
             self._trip()
             raise StoreUnavailable(type(exc).__name__, self.retry_after) from exc
         self._reset()
@@ -83,6 +86,7 @@ class CircuitBreaker:
         with self._lock:
             now = self.clock()
             if now < self._open_until:
+                REDIS_ERRORS.labels("circuit_open").inc()
                 raise StoreUnavailable("circuit_open", self.retry_after)
             if self._backoff:
                 # Let exactly this caller probe; others fail fast meanwhile.

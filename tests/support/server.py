@@ -48,7 +48,7 @@ class GunicornServer:
             "OPPSCAN_WORKERS": str(self.workers),
             "OPPSCAN_THREADS": str(self.threads),
             "OPPSCAN_SECRET": SECRET,
-            "OPPSCAN_DATA_DIR": str(self.directory),
+            "OPPSCAN_DATA_DIR": str(self.directory / f"data-{self.port}"),
             **self.env,
         }
         log = self.log_path.open("ab")
