@@ -358,6 +358,19 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _body({"type": "object"}, "Ready"), "503": UNAVAILABLE},
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics of every worker of this server",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
