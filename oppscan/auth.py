@@ -1,14 +1,25 @@
-"""Bearer tokens: HS256 JWTs whose `sub` is the user."""
+"""Bearer tokens: JWTs whose `sub` is the user.
+
+HS256 with shared secrets by default (several at once, so keys can rotate);
+RS256/ES256 with the identity provider's public key when configured. `exp` is
+required; `aud` and `iss` are checked when configured; a little clock skew is
+allowed. `alg: none` and algorithm confusion are refused: each key is only ever
+tried with the algorithms of its own kind.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
-ALGORITHMS = ("HS256",)
+from oppscan.settings import Settings
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+PUBLIC_KEY_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
 MAX_USER_LENGTH = 128
 
 
@@ -16,39 +27,79 @@ class InvalidToken(Exception):
     """The token is missing, malformed, expired or signed with another key."""
 
 
-def issue_token(secret: str, user: str, ttl: int = 86400) -> str:
+def issue_token(
+    secret: str,
+    user: str,
+    ttl: int = 86400,
+    audience: str | None = None,
+    issuer: str | None = None,
+) -> str:
+    """An HS256 token for `user`, valid `ttl` seconds."""
     now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + ttl}, secret, algorithm="HS256")
+    claims: dict[str, Any] = {"sub": user, "iat": now, "exp": now + ttl}
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    key: str
+    algorithms: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class TokenVerifier:
-    """Accepts tokens signed with any of `secrets` (so keys can rotate)."""
+    """Accepts a token signed by any of `keys`, each with its own algorithms."""
 
-    secrets: Sequence[str]
+    keys: Sequence[VerificationKey]
+    audience: str | None = None
+    issuer: str | None = None
     leeway: float = 30.0
 
+    @classmethod
+    def hmac(cls, secrets: Sequence[str], **options: Any) -> TokenVerifier:
+        return cls([VerificationKey(s, ("HS256",)) for s in secrets], **options)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenVerifier:
+        wanted = settings.jwt_algorithms
+        keys: list[VerificationKey] = []
+        hmac = tuple(a for a in wanted if a in HMAC_ALGORITHMS)
+        if hmac:
+            keys += [
+                VerificationKey(s, hmac) for s in settings.secrets() or [settings.resolved_secret()]
+            ]
+        public = tuple(a for a in wanted if a in PUBLIC_KEY_ALGORITHMS)
+        if public and settings.jwt_public_key:
+            keys.append(VerificationKey(settings.jwt_public_key, public))
+        return cls(keys, settings.jwt_audience, settings.jwt_issuer)
+
     def user_of(self, token: str) -> str:
-        for secret in self.secrets:
+        for candidate in self.keys:
             try:
                 claims = jwt.decode(
                     token,
-                    secret,
-                    algorithms=list(ALGORITHMS),
+                    candidate.key,
+                    algorithms=list(candidate.algorithms),
+                    audience=self.audience,
+                    issuer=self.issuer,
                     leeway=self.leeway,
                     options={"require": ["exp", "sub"]},
                 )
-            except jwt.InvalidSignatureError:
-                continue
+            except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+                continue  # maybe another key (rotation), or a key of another kind
             except jwt.PyJWTError as exc:
-                raise InvalidToken(str(exc)) from None
+                raise InvalidToken(type(exc).__name__) from None
             return _user(claims.get("sub"))
-        raise InvalidToken("signature verification failed")
+        raise InvalidToken("no key verifies the signature")
 
 
 def _user(sub: object) -> str:
     if not isinstance(sub, str) or not sub or len(sub) > MAX_USER_LENGTH:
         raise InvalidToken("sub must be a non-empty string")
-    if any(c in sub for c in ":{} \t\r\n"):
+    if any(c in sub for c in ":{} \t\r\n") or not sub.isprintable():
         raise InvalidToken("sub holds a character user names may not contain")
     return sub

@@ -16,7 +16,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "token":
-        print(issue_token(Settings.from_env().resolved_secret(), args.user, args.ttl))
+        settings = Settings.from_env()
+        secret = settings.resolved_secret()
+        print(issue_token(secret, args.user, args.ttl, settings.jwt_audience, settings.jwt_issuer))
         return 0
     _parser().print_help()
     return 2

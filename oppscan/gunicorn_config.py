@@ -63,7 +63,12 @@ def when_ready(server: Any) -> None:
     from oppscan.auth import issue_token
 
     host = _settings.bind if "://" not in _settings.bind else _settings.bind.split("://", 1)[1]
-    token = issue_token(_settings.resolved_secret(), "demo")
+    token = issue_token(
+        _settings.resolved_secret(),
+        "demo",
+        audience=_settings.jwt_audience,
+        issuer=_settings.jwt_issuer,
+    )
     print(
         f"oppscan ready at http://{host}\ndemo bearer token: {token}", file=sys.stderr, flush=True
     )

@@ -48,6 +48,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
     metrics_dir: Path | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_public_key: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -79,16 +83,23 @@ class Settings:
             handoff_timeout=get.number("HANDOFF_TIMEOUT", cls.handoff_timeout),
             log_level=(get.text("LOG_LEVEL") or cls.log_level).lower(),
             metrics_dir=_path(get.text("METRICS_DIR", fallback=METRICS_ENV)),
+            jwt_algorithms=_words(get.text("JWT_ALGORITHMS") or "HS256"),
+            jwt_public_key=_pem(get.text("JWT_PUBLIC_KEY")),
+            jwt_audience=get.text("JWT_AUDIENCE"),
+            jwt_issuer=get.text("JWT_ISSUER"),
         )
 
     def with_redis_url(self, url: str) -> Settings:
         return replace(self, redis_url=url)
 
+    def secrets(self) -> list[str]:
+        """Every configured token secret; the first one signs."""
+        return [s.strip() for s in (self.secret or "").split(",") if s.strip()]
+
     def resolved_secret(self) -> str:
-        """`OPPSCAN_SECRET`, or a random secret kept in the data directory."""
-        if self.secret:
-            return self.secret.split(",")[0].strip()
-        return _data_dir_secret(self.data_dir)
+        """The signing secret: the first of `OPPSCAN_SECRET`, or one kept in the data dir."""
+        configured = self.secrets()
+        return configured[0] if configured else _data_dir_secret(self.data_dir)
 
 
 def export_metrics_dir(path: Path) -> None:
@@ -104,6 +115,22 @@ def export_redis_url(url: str) -> None:
 def worker_name() -> str:
     """`host:pid`, the value of `X-Served-By` and of a scan's `owner`."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(w.strip().upper() for w in value.split(",") if w.strip())
+
+
+def _pem(value: str | None) -> str | None:
+    """A PEM given inline, or the path of a file holding one."""
+    if not value or value.startswith("-----BEGIN"):
+        return value
+    try:
+        return Path(value).read_text()
+    except OSError as exc:
+        raise SettingsError(
+            f"{PREFIX}JWT_PUBLIC_KEY: cannot read {value}: {exc.strerror}"
+        ) from None
 
 
 def _path(value: str | None) -> Path | None:

@@ -53,7 +53,6 @@ def create_app(
 
 def app_from_runtime(runtime: Runtime) -> falcon.App[falcon.Request, falcon.Response]:
     settings = runtime.settings
-    secrets = [s.strip() for s in (settings.secret or "").split(",") if s.strip()]
     deps = resources.ApiDeps(
         service=ScanService(runtime),
         strategies=runtime.strategies,
@@ -63,7 +62,7 @@ def app_from_runtime(runtime: Runtime) -> falcon.App[falcon.Request, falcon.Resp
         max_body_bytes=settings.max_body_bytes,
         metrics_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
     )
-    return create_app(deps, TokenVerifier(secrets or [settings.resolved_secret()]))
+    return create_app(deps, TokenVerifier.from_settings(settings))
 
 
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:

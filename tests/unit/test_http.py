@@ -44,7 +44,7 @@ def client(store: FakeStore) -> Iterator[falcon.testing.TestClient]:
     settings = Settings(redis_url="redis://unused")
     runtime = Runtime(settings, store, market(), STRATEGIES, executor, registry, "unit:1")  # type: ignore[arg-type]
     deps = ApiDeps(ScanService(runtime), STRATEGIES, ("SYM0", "SYM1"), store.ping, "unit:1")
-    yield falcon.testing.TestClient(create_app(deps, TokenVerifier([SECRET])))
+    yield falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
     GATE.set()
     executor.shutdown(wait=False, cancel_futures=True)
 
