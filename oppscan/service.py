@@ -36,6 +36,18 @@ class ScanAlreadyFinished(Exception):
         self.status = status
 
 
+class TooManyActiveScans(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} queued or running scans per user")
+        self.limit = limit
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int, limit: int) -> None:
+        super().__init__(f"at most {limit} discover requests per minute")
+        self.retry_after = retry_after
+
+
 class WorkerBusy(Exception):
     """An actor did not answer in time."""
 
@@ -65,6 +77,7 @@ class ScanService:
 
     def discover(self, user: str, params: ScanParams, force_refresh: bool) -> Discovered:
         """Join a running identical scan, reuse a finished one, or start a new one."""
+        self._check_rate(user)
         digest = params.digest()
         for _ in range(DEDUP_ATTEMPTS):
             current = self._store.dedup_target(user, digest)
@@ -97,14 +110,26 @@ class ScanService:
         )
         sent = time.monotonic()
         self._store.create(scan, lease_ms(settings.lease_ttl))
-        if not self._store.claim_dedup(user, params.digest(), expected, scan.scan_id):
+        limit = settings.max_active_scans_per_user
+        claimed = self._store.claim_dedup(user, params.digest(), expected, scan.scan_id, limit)
+        if claimed != 1:
             self._store.discard(scan.scan_id, user)
+        if claimed < 0:
+            raise TooManyActiveScans(limit)
+        if claimed == 0:
             return None
         if not has_room:
             return Discovered(scan.scan_id, ScanStatus.QUEUED)
         job = ScanJob(scan.scan_id, user, params, scan.epoch, scan.created_at, scan.created_at)
         self._ask(self._registry.spawn(job, sent))
         return Discovered(scan.scan_id, ScanStatus.SCANNING)
+
+    def _check_rate(self, user: str) -> None:
+        limit = self._rt.settings.discover_rate_per_minute
+        if limit:
+            wait = self._store.hit_rate(user, limit, 60)
+            if wait:
+                raise RateLimited(wait, limit)
 
     # -- reads ---------------------------------------------------------------
 

@@ -44,6 +44,8 @@ class Settings:
     cache_size: int = 4096
     ask_timeout: float = 2.0
     handoff_timeout: float = 10.0
+    max_active_scans_per_user: int = 10
+    discover_rate_per_minute: int = 120  # 0: no rate limit
     redis_timeout: float = 0.5
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
@@ -81,6 +83,12 @@ class Settings:
             cache_ttl=get.number("CACHE_TTL", cls.cache_ttl),
             redis_timeout=get.number("REDIS_TIMEOUT", cls.redis_timeout),
             handoff_timeout=get.number("HANDOFF_TIMEOUT", cls.handoff_timeout),
+            max_active_scans_per_user=get.integer(
+                "MAX_ACTIVE_SCANS_PER_USER", cls.max_active_scans_per_user
+            ),
+            discover_rate_per_minute=get.integer(
+                "DISCOVER_RATE_PER_MINUTE", cls.discover_rate_per_minute, minimum=0
+            ),
             log_level=(get.text("LOG_LEVEL") or cls.log_level).lower(),
             metrics_dir=_path(get.text("METRICS_DIR", fallback=METRICS_ENV)),
             jwt_algorithms=_words(get.text("JWT_ALGORITHMS") or "HS256"),
@@ -155,7 +163,9 @@ class _Reader:
         value = self.env.get(PREFIX + name) or (self.env.get(fallback) if fallback else None)
         return value.strip() if value and value.strip() else None
 
-    def integer(self, name: str, default: int, fallback: str | None = None) -> int:
+    def integer(
+        self, name: str, default: int, fallback: str | None = None, minimum: int = 1
+    ) -> int:
         raw = self.text(name, fallback)
         if raw is None:
             return default
@@ -163,8 +173,8 @@ class _Reader:
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
-        if value < 1:
-            raise SettingsError(f"{PREFIX}{name} must be at least 1, got {value}")
+        if value < minimum:
+            raise SettingsError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
         return value
 
     def number(self, name: str, default: float, minimum: float = 1e-3) -> float:

@@ -30,6 +30,7 @@ class FakeStore:
         self.records: dict[str, FakeRecord] = {}
         self.dedup: dict[tuple[str, str], str] = {}
         self.outages = 0
+        self.rate_wait = 0  # seconds hit_rate answers; 0: within the limit
         self.lock = threading.Lock()
         self.calls: list[str] = []
 
@@ -47,8 +48,14 @@ class FakeStore:
         self._enter("dedup_target")
         return self.dedup.get((user, digest))
 
+    def hit_rate(self, user: str, limit: int, window_s: int) -> int:
+        self._enter("hit_rate")
+        return self.rate_wait
+
     def create(self, scan: NewScan, lease_ms: int) -> bool:
         self._enter("create")
+        if scan.scan_id in self.records:
+            return False
         snapshot = ScanSnapshot(
             scan.scan_id,
             scan.user,
@@ -62,12 +69,14 @@ class FakeStore:
         self.records[scan.scan_id] = FakeRecord(snapshot, scan.epoch, scan.params.digest())
         return True
 
-    def claim_dedup(self, user: str, digest: str, expected: str | None, new: str) -> bool:
+    def claim_dedup(
+        self, user: str, digest: str, expected: str | None, new: str, max_active: int = 0
+    ) -> int:
         self._enter("claim_dedup")
         if self.dedup.get((user, digest)) != expected:
-            return False
+            return 0
         self.dedup[(user, digest)] = new
-        return True
+        return 1
 
     def discard(self, scan_id: str, user: str) -> None:
         self._enter("discard")

@@ -12,7 +12,13 @@ from typing import Any
 import falcon
 
 from oppscan.logs import get_logger
-from oppscan.service import ScanAlreadyFinished, ScanNotFound, WorkerBusy
+from oppscan.service import (
+    RateLimited,
+    ScanAlreadyFinished,
+    ScanNotFound,
+    TooManyActiveScans,
+    WorkerBusy,
+)
 from oppscan.storage import StoreUnavailable
 
 log = get_logger("oppscan.http")
@@ -78,6 +84,17 @@ def _store_unavailable(
     )
 
 
+def _too_many(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+    assert isinstance(exc, TooManyActiveScans)
+    raise ApiError(429, "too_many_active_scans", str(exc), headers={"Retry-After": "5"})
+
+
+def _rate_limited(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+    assert isinstance(exc, RateLimited)
+    headers = {"Retry-After": str(exc.retry_after)}
+    raise ApiError(429, "rate_limited", str(exc), headers=headers)
+
+
 def _busy(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
     log.warning("worker_busy", path=req.path, failure_reason=str(exc))
     raise ApiError(
@@ -99,4 +116,6 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(ScanAlreadyFinished, _already_finished)
     app.add_error_handler(StoreUnavailable, _store_unavailable)
     app.add_error_handler(WorkerBusy, _busy)
+    app.add_error_handler(TooManyActiveScans, _too_many)
+    app.add_error_handler(RateLimited, _rate_limited)
     app.set_error_serializer(serialize_error)

@@ -27,6 +27,19 @@ class Keys:
         """Sorted set: the user's scan ids scored by creation time."""
         return f"{self.prefix}user:{user}:scans"
 
+    def scan_around_id(self) -> tuple[str, str]:
+        """The scan key's text before and after the id (for scripts that build it)."""
+        before, after = self.scan("\x00").split("\x00")
+        return before, after
+
+    def user_active(self, user: str) -> str:
+        """Set: the user's queued and running scan ids."""
+        return f"{self.prefix}user:{user}:active"
+
+    def discover_rate(self, user: str, window: int) -> str:
+        """Counter: the user's discover calls in one fixed window."""
+        return f"{self.prefix}rate:{user}:{window}"
+
     def running(self) -> str:
         """Sorted set: owned scan ids scored by lease deadline (ms)."""
         return f"{self.prefix}running"

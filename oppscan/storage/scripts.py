@@ -107,23 +107,42 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 """
 
-# KEYS: dedup. ARGV: expected id ('' for none), new id.
+# KEYS: dedup, user_active.
+# ARGV: expected id ('' for none), new id, active limit (0: none), scan key before id, after id.
+# Makes the new scan the one for these parameters, and one of the user's active
+# scans: 1 done, 0 someone else's scan won the pointer, -1 the user is at the limit.
 CLAIM_DEDUP = """
 local current = redis.call('GET', KEYS[1])
-if (current == false and ARGV[1] == '') or current == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2])
-  return 1
+if not ((current == false and ARGV[1] == '') or current == ARGV[1]) then return 0 end
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('SCARD', KEYS[2]) >= limit then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('EXISTS', ARGV[4] .. id .. ARGV[5]) == 0 then redis.call('SREM', KEYS[2], id) end
+  end
+  if redis.call('SCARD', KEYS[2]) >= limit then return -1 end
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[2])
+return 1
 """
 
-# KEYS: scan, running, pending, user_scans. ARGV: scan_id.
+# KEYS: scan, running, pending, user_scans, user_active. ARGV: scan_id.
 DISCARD = """
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('SREM', KEYS[5], ARGV[1])
 return 1
+"""
+
+# KEYS: counter. ARGV: limit, window seconds.
+# A fixed window shared by every worker; returns 0, or the seconds to wait.
+RATE = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if count > tonumber(ARGV[1]) then return math.max(1, redis.call('TTL', KEYS[1])) end
+return 0
 """
 
 # KEYS: scan. ARGV: epoch, field, result json, opportunities found, updated_at.
@@ -140,7 +159,7 @@ local state = redis.call('HMGET', KEYS[1], 'completed', 'found', 'updated_at', '
 return {1, tonumber(state[1]), tonumber(state[2]), state[3], tonumber(state[4] or '0')}
 """
 
-# KEYS: scan, running, pending, dedup.
+# KEYS: scan, running, pending, dedup, user_active.
 # ARGV: epoch, status, results, completed_at, error ('' for none), ttl, scan_id.
 # The results land in the same step as the status flip, and every key of the
 # scan gets its retention TTL together.
@@ -153,6 +172,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[7])
 redis.call('ZREM', KEYS[3], ARGV[7])
 if redis.call('GET', KEYS[4]) == ARGV[7] then redis.call('EXPIRE', KEYS[4], ARGV[6]) end
+redis.call('SREM', KEYS[5], ARGV[7])
 return 1
 """
 

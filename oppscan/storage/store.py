@@ -105,6 +105,7 @@ class ScanStore:
         self._claim = client.register_script(scripts.CLAIM)
         self._renew = client.register_script(scripts.RENEW)
         self._release = client.register_script(scripts.RELEASE)
+        self._rate = client.register_script(scripts.RATE)
 
     @property
     def keys(self) -> Keys:
@@ -136,7 +137,7 @@ class ScanStore:
         return True
 
     def create(self, scan: NewScan, lease_ms: int) -> bool:
-        """Register the scan; owned ones get a lease of `lease_ms`, others are queued."""
+        """Register the scan: owned ones get a lease of `lease_ms`, others are queued."""
         k = self._keys
         argv: list[str | int | float] = [
             scan.scan_id,
@@ -146,6 +147,12 @@ class ScanStore:
         ]
         keys = [k.scan(scan.scan_id), k.running(), k.pending(), k.user_scans(scan.user)]
         return bool(self._call(lambda: self._create(keys=keys, args=argv)))
+
+    def hit_rate(self, user: str, limit: int, window_s: int) -> int:
+        """Count one discover; 0 when within `limit` per window, else seconds to wait."""
+        window = int(time.time()) // window_s
+        keys = [self._keys.discover_rate(user, window)]
+        return int(self._call(lambda: self._rate(keys=keys, args=[limit, window_s])))
 
     def claimable(self, limit: int) -> list[str]:
         """Ids of scans whose lease lapsed, then of queued ones."""
@@ -183,13 +190,21 @@ class ScanStore:
         keys = [self._keys.scan(scan_id), self._keys.running()]
         return bool(self._call(lambda: self._release(keys=keys, args=[scan_id, epoch])))
 
-    def claim_dedup(self, user: str, digest: str, expected: str | None, new: str) -> bool:
-        keys = [self._keys.dedup(user, digest)]
-        return bool(self._call(lambda: self._claim_dedup(keys=keys, args=[expected or "", new])))
+    def claim_dedup(
+        self, user: str, digest: str, expected: str | None, new: str, max_active: int = 0
+    ) -> int:
+        """Point the dedup key at `new` if it still points at `expected`.
+
+        1 done (and `new` counts as one of the user's active scans), 0 another scan
+        won, -1 the user already has `max_active` active scans.
+        """
+        keys = [self._keys.dedup(user, digest), self._keys.user_active(user)]
+        argv: list[str | int] = [expected or "", new, max_active, *self._keys.scan_around_id()]
+        return int(self._call(lambda: self._claim_dedup(keys=keys, args=argv)))
 
     def discard(self, scan_id: str, user: str) -> None:
         k = self._keys
-        keys = [k.scan(scan_id), k.running(), k.pending(), k.user_scans(user)]
+        keys = [k.scan(scan_id), k.running(), k.pending(), k.user_scans(user), k.user_active(user)]
         self._call(lambda: self._discard(keys=keys, args=[scan_id]))
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
@@ -224,7 +239,13 @@ class ScanStore:
         """Flip to a terminal status with its results and expire the scan, atomically."""
         k = self._keys
         sid = snapshot.scan_id
-        keys = [k.scan(sid), k.running(), k.pending(), k.dedup(snapshot.user, digest)]
+        keys = [
+            k.scan(sid),
+            k.running(),
+            k.pending(),
+            k.dedup(snapshot.user, digest),
+            k.user_active(snapshot.user),
+        ]
         argv: list[str | int | bytes] = [
             epoch,
             snapshot.status.value,

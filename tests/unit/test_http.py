@@ -240,3 +240,16 @@ def test_openapi_document_is_valid_and_served(client: falcon.testing.TestClient)
     document = json.loads(openapi_document())
     validate(document)
     assert document == client.simulate_get("/openapi.json").json
+
+
+def test_rate_limited_discover_is_429_with_retry_after(
+    client: falcon.testing.TestClient, store: FakeStore
+) -> None:
+    """Over the discover rate the answer is 429 rate_limited with Retry-After."""
+    store.rate_wait = 17
+    resp = discover(client, {"strategies": ["alpha"]})
+    assert (429, "rate_limited", "17") == (
+        resp.status_code,
+        resp.json["error"],
+        resp.headers["Retry-After"],
+    )
