@@ -146,10 +146,12 @@ return 0
 """
 
 # KEYS: scan. ARGV: epoch, field, result json, opportunities found, updated_at.
-# Returns {ok, completed, found, updated_at, cancel}; ok = -1 when fenced off.
+# Returns {ok, completed, found, updated_at, cancel}; ok = -1 when fenced off
+# (another epoch owns the scan, or it is finished already).
 # A strategy's result is recorded once: a replay leaves the counts alone.
 RECORD_STRATEGY = """
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return {-1, 0, 0, '', 0} end
+local owner = redis.call('HMGET', KEYS[1], 'epoch', 'status')
+if owner[1] ~= ARGV[1] or owner[2] ~= 'scanning' then return {-1, 0, 0, '', 0} end
 if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'completed', 1)
   redis.call('HINCRBY', KEYS[1], 'found', ARGV[4])
