@@ -48,6 +48,7 @@ class Settings:
     discover_rate_per_minute: int = 120  # 0: no rate limit
     redis_timeout: float = 0.5
     max_body_bytes: int = 64 * 1024
+    body_timeout: float = 10.0
     log_level: str = "info"
     metrics_dir: Path | None = None
     jwt_algorithms: tuple[str, ...] = ("HS256",)
@@ -83,6 +84,7 @@ class Settings:
             cache_ttl=get.number("CACHE_TTL", cls.cache_ttl),
             redis_timeout=get.number("REDIS_TIMEOUT", cls.redis_timeout),
             handoff_timeout=get.number("HANDOFF_TIMEOUT", cls.handoff_timeout),
+            body_timeout=get.number("BODY_TIMEOUT", cls.body_timeout),
             max_active_scans_per_user=get.integer(
                 "MAX_ACTIVE_SCANS_PER_USER", cls.max_active_scans_per_user
             ),

@@ -60,6 +60,7 @@ def app_from_runtime(runtime: Runtime) -> falcon.App[falcon.Request, falcon.Resp
         ping=runtime.store.ping,
         worker=runtime.worker,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
         metrics_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
     )
     return create_app(deps, TokenVerifier.from_settings(settings))

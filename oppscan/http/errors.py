@@ -29,6 +29,7 @@ CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     411: "length_required",
     413: "payload_too_large",

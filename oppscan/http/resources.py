@@ -28,6 +28,7 @@ class ApiDeps:
     ping: Callable[[], bool]
     worker: str
     max_body_bytes: int = 64 * 1024
+    body_timeout: float | None = None
     metrics_dir: str | None = None
 
 
@@ -50,7 +51,7 @@ class Discover:
         self._deps = deps
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_json_object(req, self._deps.max_body_bytes)
+        body = read_json_object(req, self._deps.max_body_bytes, self._deps.body_timeout)
         parsed = parse_discover(body, self._deps.strategies, self._deps.symbols)
         found = self._deps.service.discover(req.context.user, parsed.params, parsed.force_refresh)
         media: dict[str, Any] = {

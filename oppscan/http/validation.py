@@ -25,14 +25,20 @@ class DiscoverBody:
     force_refresh: bool
 
 
-def read_json_object(req: falcon.Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, at most `limit` bytes (413 beyond, 400 if not JSON)."""
+def read_json_object(
+    req: falcon.Request, limit: int, read_timeout: float | None = None
+) -> dict[str, Any]:
+    """The body as a JSON object, at most `limit` bytes (413 beyond, 400 if not JSON).
+
+    With `read_timeout`, a client that sends its body too slowly gets a 408
+    instead of holding a worker thread.
+    """
     if req.content_length is not None and req.content_length > limit:
         raise _too_large(limit)
     media = (req.content_type or falcon.MEDIA_JSON).split(";")[0].strip().lower()
     if media != falcon.MEDIA_JSON:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    raw = req.bounded_stream.read(limit + 1)
+    raw = _read(req, limit + 1, read_timeout)
     if len(raw) > limit:
         raise _too_large(limit)
     if not raw.strip():
@@ -61,6 +67,17 @@ def parse_discover(
     if not isinstance(force, bool):
         raise bad_request("invalid_field", "force_refresh must be true or false")
     return DiscoverBody(ScanParams(chosen, wanted, timeframe), force)
+
+
+def _read(req: falcon.Request, size: int, timeout: float | None) -> bytes:
+    sock = req.env.get("gunicorn.socket")
+    if timeout is not None and sock is not None:
+        sock.settimeout(timeout)
+    try:
+        data: bytes = req.bounded_stream.read(size)
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", "the body arrived too slowly") from None
+    return data
 
 
 def check_scan_id(scan_id: str) -> str:
