@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
+from oppscan.processes import spawn, terminate
 
 MAX_UNIX_PATH = 100
 
@@ -70,27 +71,13 @@ class EmbeddedRedis:
             self.port = free_port()
         config = self.directory / "redis.conf"
         config.write_text(self._config())
-        log = (self.directory / "redis.log").open("ab")
-        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our own config
-            [redis_server_binary(), str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the service, which then stops us.
-        )
-        log.close()
+        self._process = spawn([redis_server_binary(), str(config)], self.directory / "redis.log")
         self._wait_ready(timeout)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout)
 
     def signal(self, sig: int) -> None:
         """Send `sig` to the server (SIGSTOP/SIGCONT to hang and resume it)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 
 from oppscan.auth import issue_token
+from oppscan.processes import spawn, terminate
 from oppscan.storage import free_port
 
 SECRET = "e2e-secret-0123456789abcdef0123456789"
@@ -51,29 +52,15 @@ class GunicornServer:
             "OPPSCAN_DATA_DIR": str(self.directory / f"data-{self.port}"),
             **self.env,
         }
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config", *self.args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config"]
+        self.process = spawn([*argv, *self.args], self.log_path, env)
         self._wait_ready(timeout)
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            raise AssertionError(f"gunicorn did not stop on SIGTERM; see {self.log_path}") from None
+        if not terminate(process, timeout):
+            raise AssertionError(f"gunicorn did not stop on SIGTERM; see {self.log_path}")
 
     @property
     def master_pid(self) -> int:
@@ -99,8 +86,8 @@ class GunicornServer:
             try:
                 if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or a worker still booting
             time.sleep(0.05)
         self.stop()
         raise AssertionError(f"gunicorn not ready within {timeout}s")
