@@ -148,7 +148,10 @@ class ScanService:
         if local is not None:
             snapshot = self._ask_actor(local, "snapshot", scan_id)
             if snapshot is not None and snapshot.user == user:
-                return self._cancel_local(local, scan_id, snapshot)
+                answer = self._cancel_local(local, scan_id, snapshot)
+                if answer is not None:
+                    return answer
+        # Not ours, or our actor stopped meanwhile: the flag in Redis reaches the owner.
         status = self._store.request_cancel(scan_id, user)
         if status is None:
             raise ScanNotFound(scan_id)
@@ -165,11 +168,11 @@ class ScanService:
         if job is not None:
             self._ask(self._registry.spawn(job, sent))
 
-    def _cancel_local(self, local: Any, scan_id: str, snapshot: ScanSnapshot) -> Answer:
+    def _cancel_local(self, local: Any, scan_id: str, snapshot: ScanSnapshot) -> Answer | None:
         if snapshot.status.terminal:
             raise ScanAlreadyFinished(snapshot.status)
         cancelled = self._ask_actor(local, "cancel", scan_id)
-        return Answer(cancelled or snapshot, "actor")
+        return Answer(cancelled, "actor") if cancelled is not None else None
 
     def _lookup(self, user: str, scan_id: str, with_results: bool) -> Answer:
         try:

@@ -33,6 +33,7 @@ def create_app(
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
+    document = openapi_document(tuple(sorted(deps.strategies)), tuple(deps.symbols))
     routes: list[tuple[str, object]] = [
         (f"{API}/opportunities/discover", resources.Discover(deps)),
         (f"{API}/opportunities/status/{{scan_id}}", resources.Status(deps)),
@@ -44,7 +45,7 @@ def create_app(
         ("/healthz", resources.Health(deps)),
         ("/readyz", resources.Ready(deps)),
         ("/metrics", resources.Metrics(deps)),
-        ("/openapi.json", resources.OpenApi(openapi_document())),
+        ("/openapi.json", resources.OpenApi(document)),
     ]
     for path, resource in routes:
         app.add_route(path, resource)

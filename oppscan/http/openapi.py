@@ -1,34 +1,308 @@
-"""The OpenAPI 3.1 description of what the app does, served at `/openapi.json`."""
+"""The OpenAPI 3.1 description of what the app does, served at `/openapi.json`.
+
+Exact, not permissive: every object is closed, every status an operation can
+answer is listed with the error codes it carries, and every header the app
+sets is declared. `tests/e2e/test_conformance.py` fuzzes a live gunicorn with
+this document and fails on any difference.
+
+Which strategy and symbol names a discover body may list depends on the app:
+pass its names and the document enumerates them (an unknown name is a `400`).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+from oppscan.http.middleware import REQUEST_ID
+from oppscan.http.resources import API, MAX_LIST
+from oppscan.http.validation import DEFAULT_TIMEFRAME, MAX_STRATEGIES, MAX_SYMBOLS
 from oppscan.market import TIMEFRAMES
 
 JSON = "application/json"
-SCAN_ID = {"type": "string", "pattern": "^scan_[0-9a-f]{32}$"}
-STAMP = {"type": "string", "format": "date-time"}
-STATUSES = ["queued", "scanning", "complete", "failed", "cancelled"]
+RUNNING = ["queued", "scanning"]
+FINISHED = ["complete", "failed", "cancelled"]
+
+Schema = dict[str, Any]
+
+SCAN_ID: Schema = {"type": "string", "pattern": "^scan_[0-9a-f]{32}$"}
+STAMP: Schema = {"type": "string", "format": "date-time"}
+COUNT: Schema = {"type": "integer", "minimum": 0}
+WORKER: Schema = {"type": "string", "pattern": "^.+:[0-9]+$"}  # settings.worker_name
+TIMEFRAME: Schema = {"type": "string", "enum": list(TIMEFRAMES)}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _scan_url(kind: str) -> Schema:
+    return {"type": "string", "pattern": f"^{API}/opportunities/{kind}/scan_[0-9a-f]{{32}}$"}
 
 
-def _body(schema: dict[str, Any], description: str, **headers: Any) -> dict[str, Any]:
-    answer: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
-    if headers:
-        answer["headers"] = headers
-    return answer
+def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _linked(response: dict[str, Any]) -> dict[str, Any]:
-    """A discover answer links to the scan's status, results and cancel operations."""
+def _closed(required: Schema, optional: Schema | None = None, **extra: Any) -> Schema:
+    """An object with exactly these properties: all of `required`, any of `optional`."""
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def _when(status: Sequence[str], then: Schema) -> Schema:
+    """`then` applies to the object when its `status` is one of `status`."""
+    return {"if": {"properties": {"status": {"enum": list(status)}}}, "then": then}
+
+
+# -- Headers -----------------------------------------------------------------------
+
+
+def _header(description: str, schema: Schema) -> Schema:
+    return {"description": description, "required": True, "schema": schema}
+
+
+HEADERS: dict[str, Schema] = {
+    "X-Served-By": _header("The worker that answered, `host:pid`", WORKER),
+    "X-Request-ID": _header(
+        "The request's id: the client's `X-Request-ID` when well formed, else a new one",
+        {"type": "string", "pattern": REQUEST_ID.pattern},
+    ),
+    "X-Scan-Source": _header(
+        "Where the answer came from: the scan's own actor, the registry cache, or Redis",
+        {"type": "string", "enum": ["actor", "cache", "store"]},
+    ),
+    "Retry-After": _header("Seconds to wait before retrying", {"type": "integer", "minimum": 0}),
+    "WWW-Authenticate": _header("The scheme to authenticate with", {"const": "Bearer"}),
+    "Location": _header("The scan's status URL", _scan_url("status")),
+}
+EVERY_RESPONSE = ("X-Served-By", "X-Request-ID")
+
+
+def _answer(description: str, schema: Schema, *headers: str, media: str = JSON) -> Schema:
+    """A response with a body and headers; every response carries `EVERY_RESPONSE`."""
+    names = (*EVERY_RESPONSE, *headers)
+    return {
+        "description": description,
+        "headers": {name: _ref(name, "headers") for name in names},
+        "content": {media: {"schema": schema}},
+    }
+
+
+def _error(description: str, *codes: str, headers: Sequence[str] = ()) -> Schema:
+    """An error answer: `{"error": one of codes, "detail": text}`."""
+    schema = {"allOf": [_ref("Error"), {"properties": {"error": {"enum": list(codes)}}}]}
+    return _answer(description, schema, *headers)
+
+
+# -- Schemas -------------------------------------------------------------------
+
+
+def _names(names: Sequence[str] | None, cap: int) -> Schema:
+    """A list of names: any strings when `names` is None, else only those."""
+    item: Schema = {"type": "string"} if names is None else {"type": "string", "enum": [*names]}
+    return {"type": "array", "items": item, "minItems": 1, "maxItems": cap}
+
+
+def _discover_request(strategies: Sequence[str] | None, symbols: Sequence[str] | None) -> Schema:
+    optional = {
+        "strategies": _names(strategies, MAX_STRATEGIES),
+        "symbols": _names(symbols, MAX_SYMBOLS),
+        "timeframe": TIMEFRAME | {"default": DEFAULT_TIMEFRAME},
+        "force_refresh": {"type": "boolean", "default": False},
+    }
+    return {
+        "description": "Omit `strategies` or `symbols` to scan with all of them.",
+        **_closed({}, optional),
+    }
+
+
+def _discovered(status: Schema, flag: str, *, always: bool) -> Schema:
+    """A discover answer; `flag` (`deduplicated` or `cached`) is only ever `true`."""
+    fields = {
+        "scan_id": SCAN_ID,
+        "status": status,
+        "status_url": _scan_url("status"),
+        "results_url": _scan_url("results"),
+    }
+    flagged = {flag: {"const": True}}
+    return _closed(fields | flagged, None) if always else _closed(fields, flagged)
+
+
+PROGRESS = _closed(
+    {
+        "strategies_completed": COUNT,
+        "total_strategies": {"type": "integer", "minimum": 1},
+        "percentage": {"type": "number", "minimum": 0, "maximum": 100},
+        "opportunities_found_so_far": COUNT,
+    }
+)
+ERROR_TEXT: Schema = {"type": "string", "minLength": 1}
+# A running scan has no `completed_at` and no `error`; a finished one has
+# `completed_at`, and an `error` unless it is complete.
+SCAN_STATUS = _closed(
+    {
+        "scan_id": SCAN_ID,
+        "status": {"type": "string", "enum": RUNNING + FINISHED},
+        "progress": _ref("Progress"),
+        "created_at": STAMP,
+        "updated_at": STAMP,
+        "completed_at": {"oneOf": [STAMP, {"type": "null"}]},
+    },
+    {"error": ERROR_TEXT},
+    allOf=[
+        _when(RUNNING, {"properties": {"completed_at": {"type": "null"}, "error": False}}),
+        _when(["complete"], {"properties": {"completed_at": STAMP, "error": False}}),
+        _when(
+            ["failed", "cancelled"], {"required": ["error"], "properties": {"completed_at": STAMP}}
+        ),
+    ],
+)
+NUMBER: Schema = {"type": "number"}
+OPPORTUNITY = _closed(
+    {
+        "symbol": {"type": "string"},
+        "strategy": {"type": "string"},
+        "side": {"type": "string", "enum": ["long", "short"]},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "entry_price": NUMBER,
+        "stop_loss": NUMBER,
+        "take_profit": NUMBER,
+        "expected_return": NUMBER,
+        "risk_reward": NUMBER,
+        "timeframe": TIMEFRAME,
+        "signal": {"type": "string"},
+        "as_of": STAMP,
+    }
+)
+# A skipped strategy says why (`reason`); one that failed says how (`error`).
+STRATEGY_PERFORMANCE = _closed(
+    {
+        "status": {"type": "string", "enum": ["ok", "error", "skipped"]},
+        "opportunities": COUNT,
+        "duration_ms": COUNT,
+    },
+    {"error": {"type": "string"}, "reason": {"type": "string"}},
+    allOf=[
+        _when(["ok"], {"properties": {"error": False, "reason": False}}),
+        _when(["error"], {"required": ["error"], "properties": {"reason": False}}),
+        _when(["skipped"], {"required": ["reason"], "properties": {"error": False}}),
+    ],
+)
+METADATA = _closed(
+    {
+        "total_strategies": {"type": "integer", "minimum": 1},
+        "strategies_completed": COUNT,
+        "symbols_scanned": COUNT,
+        "timeframe": TIMEFRAME,
+        "started_at": STAMP,
+        "completed_at": STAMP,
+        "duration_ms": {"type": "integer"},
+        "opportunities_total": COUNT,
+    }
+)
+RESULTS = _closed(
+    {
+        "scan_id": SCAN_ID,
+        "status": {"type": "string", "enum": FINISHED},
+        "opportunities": {"type": "array", "items": _ref("Opportunity")},
+        "strategy_performance": {
+            "type": "object",
+            "additionalProperties": _ref("StrategyPerformance"),
+        },
+        "metadata": _ref("ResultsMetadata"),
+    },
+    {"error": ERROR_TEXT},
+    allOf=[
+        _when(["complete"], {"properties": {"error": False}}),
+        _when(["failed", "cancelled"], {"required": ["error"]}),
+    ],
+)
+
+
+def _schemas(strategies: Sequence[str] | None, symbols: Sequence[str] | None) -> dict[str, Schema]:
+    named = _closed({"name": {"type": "string"}, "description": {"type": "string"}})
+    return {
+        "Error": _closed({"error": {"type": "string"}, "detail": {"type": "string"}}),
+        "DiscoverRequest": _discover_request(strategies, symbols),
+        "Progress": PROGRESS,
+        "ScanStatus": SCAN_STATUS,
+        "Opportunity": OPPORTUNITY,
+        "StrategyPerformance": STRATEGY_PERFORMANCE,
+        "ResultsMetadata": METADATA,
+        "Results": RESULTS,
+        "StrategyList": _closed({"strategies": {"type": "array", "items": named}}),
+        "SymbolList": _closed({"symbols": {"type": "array", "items": {"type": "string"}}}),
+        "ScanList": _closed(
+            {"scans": {"type": "array", "items": _ref("ScanStatus"), "maxItems": MAX_LIST}}
+        ),
+    }
+
+
+# -- Responses shared by operations -------------------------------------------------
+
+RESPONSES: dict[str, Schema] = {
+    "Unauthorized": _error(
+        "No bearer token, or an invalid or expired one",
+        "unauthorized",
+        headers=["WWW-Authenticate"],
+    ),
+    "Unavailable": _error(
+        "Redis cannot be reached, or the worker's actors did not answer in time",
+        "store_unavailable",
+        "worker_busy",
+        headers=["Retry-After"],
+    ),
+    "StoreUnavailable": _error(
+        "Redis cannot be reached", "store_unavailable", headers=["Retry-After"]
+    ),
+    "BadScanId": _error("`scan_id` is not `scan_` and 32 lowercase hex digits", "invalid_scan_id"),
+    "NotFound": _error("No such scan for this user (or not retained any more)", "not_found"),
+}
+AUTHENTICATED = {"401": _ref("Unauthorized", "responses")}
+SCAN_ERRORS = {
+    "400": _ref("BadScanId", "responses"),
+    **AUTHENTICATED,
+    "404": _ref("NotFound", "responses"),
+    "503": _ref("Unavailable", "responses"),
+}
+SCAN_PARAM = {"name": "scan_id", "in": "path", "required": True, "schema": SCAN_ID}
+REQUEST_ID_PARAM = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": f"Echoed in the response when it matches `{REQUEST_ID.pattern}`",
+    "schema": {"type": "string"},
+}
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    responses: Schema,
+    parameters: Sequence[Schema] = (),
+    **more: Any,
+) -> Schema:
+    """An operation; every one takes an optional `X-Request-ID`."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [_ref("RequestId", "parameters"), *parameters],
+        "responses": responses,
+        **more,
+    }
+
+
+# -- Operations ----------------------------------------------------------------------
+
+
+def _links() -> Schema:
+    """Where a discover answer leads: the scan's status, results and cancellation."""
     by_id = {"scan_id": "$response.body#/scan_id"}
-    response["links"] = {
+    return {
         name: {"operationId": operation, "parameters": by_id}
         for name, operation in (
             ("status", "scanStatus"),
@@ -36,363 +310,172 @@ def _linked(response: dict[str, Any]) -> dict[str, Any]:
             ("cancel", "cancelScan"),
         )
     }
-    return response
 
 
-def _error(description: str) -> dict[str, Any]:
-    return _body(_ref("Error"), description)
+def _discover() -> Schema:
+    started = _answer(
+        "Scan registered, or an identical running one joined (`deduplicated`)",
+        _discovered({"type": "string", "enum": RUNNING}, "deduplicated", always=False),
+        "Location",
+    )
+    reused = _answer(
+        "An identical complete scan reused (`cached`); `force_refresh` starts a new one",
+        _discovered({"const": "complete"}, "cached", always=True),
+        "Location",
+    )
+    invalid = [
+        *("invalid_json", "invalid_body", "unknown_field", "invalid_field", "too_many"),
+        *("unknown_strategy", "unknown_symbol", "invalid_timeframe"),
+    ]
+    responses = {
+        "200": reused | {"links": _links()},
+        "202": started | {"links": _links()},
+        "400": _error("The body is not a valid discover request", *invalid),
+        **AUTHENTICATED,
+        "408": _error("The body arrived too slowly", "request_timeout"),
+        "413": _error("The body is over 64 KiB", "payload_too_large"),
+        "415": _error("The body is not `application/json`", "unsupported_media_type"),
+        "429": _error(
+            "Over the discover rate, or too many queued and running scans of this user",
+            "rate_limited",
+            "too_many_active_scans",
+            headers=["Retry-After"],
+        ),
+        "503": _ref("Unavailable", "responses"),
+    }
+    body = {"required": False, "content": {JSON: {"schema": _ref("DiscoverRequest")}}}
+    summary = "Start a scan, join an identical running one, or reuse a finished one"
+    return _operation("discover", summary, responses, requestBody=body)
 
 
-SOURCE_HEADER = {
-    "description": "Where the answer came from",
-    "schema": {"type": "string", "enum": ["actor", "cache", "store"]},
-}
-RETRY_HEADER = {"description": "Seconds to wait", "schema": {"type": "string"}}
-UNAVAILABLE = _body(
-    _ref("Error"), "The store or worker is unavailable", **{"Retry-After": RETRY_HEADER}
-)
-COMMON = {"401": _error("Missing or invalid bearer token"), "503": UNAVAILABLE}
-SCAN_PARAM = {"name": "scan_id", "in": "path", "required": True, "schema": SCAN_ID}
+def _scan_status(description: str, statuses: Sequence[str] | None = None) -> Schema:
+    """A scan's status body; its `status` is one of `statuses` when given."""
+    schema: Schema = _ref("ScanStatus")
+    if statuses is not None:
+        schema = {"allOf": [schema, {"properties": {"status": {"enum": list(statuses)}}}]}
+    return _answer(description, schema, "X-Scan-Source")
 
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "detail"],
-        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-    },
-    "DiscoverRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "strategies": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "symbols": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "timeframe": {"type": "string", "enum": list(TIMEFRAMES), "default": "1h"},
-            "force_refresh": {"type": "boolean", "default": False},
-        },
-    },
-    "DiscoverResponse": {
-        "type": "object",
-        "required": ["scan_id", "status", "status_url", "results_url"],
-        "properties": {
-            "scan_id": SCAN_ID,
-            "status": {"type": "string", "enum": STATUSES},
-            "status_url": {"type": "string"},
-            "results_url": {"type": "string"},
-            "deduplicated": {"type": "boolean"},
-            "cached": {"type": "boolean"},
-        },
-    },
-    "Progress": {
-        "type": "object",
-        "required": [
-            "strategies_completed",
-            "total_strategies",
-            "percentage",
-            "opportunities_found_so_far",
-        ],
-        "properties": {
-            "strategies_completed": {"type": "integer", "minimum": 0},
-            "total_strategies": {"type": "integer", "minimum": 1},
-            "percentage": {"type": "number", "minimum": 0, "maximum": 100},
-            "opportunities_found_so_far": {"type": "integer", "minimum": 0},
-        },
-    },
-    "ScanStatus": {
-        "type": "object",
-        "required": ["scan_id", "status", "progress", "created_at", "updated_at", "completed_at"],
-        "properties": {
-            "scan_id": SCAN_ID,
-            "status": {"type": "string", "enum": STATUSES},
-            "progress": _ref("Progress"),
-            "created_at": STAMP,
-            "updated_at": STAMP,
-            "completed_at": {"oneOf": [STAMP, {"type": "null"}]},
-            "error": {"type": "string"},
-        },
-    },
-    "Opportunity": {
-        "type": "object",
-        "required": [
-            "symbol",
-            "strategy",
-            "side",
-            "score",
-            "entry_price",
-            "stop_loss",
-            "take_profit",
-            "expected_return",
-            "risk_reward",
-            "timeframe",
-            "signal",
-            "as_of",
-        ],
-        "properties": {
-            "symbol": {"type": "string"},
-            "strategy": {"type": "string"},
-            "side": {"type": "string", "enum": ["long", "short"]},
-            "score": {"type": "number", "minimum": 0, "maximum": 1},
-            "entry_price": {"type": "number"},
-            "stop_loss": {"type": "number"},
-            "take_profit": {"type": "number"},
-            "expected_return": {"type": "number"},
-            "risk_reward": {"type": "number"},
-            "timeframe": {"type": "string"},
-            "signal": {"type": "string"},
-            "as_of": {"type": "string"},
-        },
-    },
-    "StrategyPerformance": {
-        "type": "object",
-        "required": ["status", "opportunities", "duration_ms"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ok", "error", "skipped"]},
-            "opportunities": {"type": "integer", "minimum": 0},
-            "duration_ms": {"type": "integer", "minimum": 0},
-            "error": {"type": "string"},
-            "reason": {"type": "string"},
-        },
-    },
-    "Results": {
-        "type": "object",
-        "required": ["scan_id", "status", "opportunities", "strategy_performance", "metadata"],
-        "properties": {
-            "scan_id": SCAN_ID,
-            "status": {"type": "string", "enum": ["complete", "failed", "cancelled"]},
-            "opportunities": {"type": "array", "items": _ref("Opportunity")},
-            "strategy_performance": {
-                "type": "object",
-                "additionalProperties": _ref("StrategyPerformance"),
-            },
-            "metadata": {
-                "type": "object",
-                "required": [
-                    "total_strategies",
-                    "strategies_completed",
-                    "symbols_scanned",
-                    "started_at",
-                    "completed_at",
-                    "duration_ms",
-                    "opportunities_total",
-                ],
-                "properties": {
-                    "total_strategies": {"type": "integer"},
-                    "strategies_completed": {"type": "integer"},
-                    "symbols_scanned": {"type": "integer"},
-                    "timeframe": {"type": "string"},
-                    "started_at": STAMP,
-                    "completed_at": STAMP,
-                    "duration_ms": {"type": "integer"},
-                    "opportunities_total": {"type": "integer"},
-                },
-            },
-            "error": {"type": "string"},
-        },
-    },
-}
+def _status() -> Schema:
+    responses = {"200": _scan_status("The scan's status and progress"), **SCAN_ERRORS}
+    summary = "A scan's status and progress"
+    return _operation("scanStatus", summary, responses, parameters=[SCAN_PARAM])
 
 
-def _paths() -> dict[str, Any]:
-    api = "/api/v1"
+def _results() -> Schema:
+    responses = {
+        "200": _answer("The ranked results", _ref("Results"), "X-Scan-Source"),
+        "202": _scan_status("Still queued or scanning: its status", RUNNING),
+        **SCAN_ERRORS,
+    }
+    summary = "A finished scan's ranked results (202 with the status while it runs)"
+    return _operation("scanResults", summary, responses, parameters=[SCAN_PARAM])
+
+
+def _cancel() -> Schema:
+    responses = {
+        "200": _scan_status(
+            "Finished: `cancelled`, or `complete` or `failed` when it finished first", FINISHED
+        ),
+        "202": _scan_status(
+            "Cancellation requested: it stops at its next strategy boundary", RUNNING
+        ),
+        **SCAN_ERRORS,
+        "409": _error("The scan already finished", "already_finished"),
+    }
+    summary = "Cancel a queued or running scan at its next strategy boundary"
+    return _operation("cancelScan", summary, responses, parameters=[SCAN_PARAM])
+
+
+def _list_scans() -> Schema:
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST, "default": 50},
+    }
+    responses = {
+        "200": _answer("The scans, newest first", _ref("ScanList")),
+        "400": _error(f"`limit` is not an integer from 1 to {MAX_LIST}", "bad_request"),
+        **AUTHENTICATED,
+        "503": _ref("StoreUnavailable", "responses"),
+    }
+    summary = "The caller's retained scans, newest first"
+    return _operation("listScans", summary, responses, parameters=[limit])
+
+
+def _catalogue(operation_id: str, summary: str, schema: str) -> Schema:
+    responses = {"200": _answer(summary, _ref(schema)), **AUTHENTICATED}
+    return _operation(operation_id, summary, responses)
+
+
+def _public(operation_id: str, summary: str, responses: Schema) -> Schema:
+    return _operation(operation_id, summary, responses, security=[])
+
+
+def _probes() -> dict[str, Schema]:
+    alive = _closed({"status": {"const": "ok"}, "worker": WORKER})
+    ready = _closed({"status": {"const": "ready"}})
+    metrics = _answer("Prometheus text exposition", {"type": "string"}, media="text/plain")
+    document = {"type": "object", "required": ["openapi", "info", "paths"]}
+    unavailable = _ref("StoreUnavailable", "responses")
     return {
-        f"{api}/opportunities/discover": {
-            "post": {
-                "operationId": "discover",
-                "summary": "Start a scan, join an identical running one, or reuse a finished one",
-                "requestBody": {
-                    "required": False,
-                    "content": {JSON: {"schema": _ref("DiscoverRequest")}},
-                },
-                "responses": {
-                    "202": _linked(_body(_ref("DiscoverResponse"), "Scan registered (or joined)")),
-                    "200": _linked(
-                        _body(_ref("DiscoverResponse"), "A finished identical scan reused")
-                    ),
-                    "400": _error("Invalid body"),
-                    "413": _error("Body too large"),
-                    "415": _error("Body is not JSON"),
-                    **COMMON,
-                },
-            }
-        },
-        f"{api}/opportunities/status/{{scan_id}}": {
-            "get": {
-                "operationId": "scanStatus",
-                "summary": "A scan's status and progress",
-                "parameters": [SCAN_PARAM],
-                "responses": {
-                    "200": _body(
-                        _ref("ScanStatus"), "The status", **{"X-Scan-Source": SOURCE_HEADER}
-                    ),
-                    "400": _error("Malformed scan_id"),
-                    "404": _error("No such scan for this user"),
-                    **COMMON,
-                },
-            }
-        },
-        f"{api}/opportunities/results/{{scan_id}}": {
-            "get": {
-                "operationId": "scanResults",
-                "summary": "A finished scan's ranked results (202 with the status while it runs)",
-                "parameters": [SCAN_PARAM],
-                "responses": {
-                    "200": _body(
-                        _ref("Results"), "The results", **{"X-Scan-Source": SOURCE_HEADER}
-                    ),
-                    "202": _body(
-                        _ref("ScanStatus"), "Still running", **{"X-Scan-Source": SOURCE_HEADER}
-                    ),
-                    "400": _error("Malformed scan_id"),
-                    "404": _error("No such scan for this user"),
-                    **COMMON,
-                },
-            }
-        },
-        f"{api}/opportunities/scans": {
-            "get": {
-                "operationId": "listScans",
-                "summary": "The caller's retained scans, newest first",
-                "parameters": [
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
-                    }
-                ],
-                "responses": {
-                    "200": _body(
-                        {
-                            "type": "object",
-                            "required": ["scans"],
-                            "properties": {"scans": {"type": "array", "items": _ref("ScanStatus")}},
-                        },
-                        "The scans",
-                    ),
-                    "400": _error("Invalid limit"),
-                    **COMMON,
-                },
-            }
-        },
-        f"{api}/opportunities/scans/{{scan_id}}": {
-            "delete": {
-                "operationId": "cancelScan",
-                "summary": "Cancel a running scan at its next strategy boundary",
-                "parameters": [SCAN_PARAM],
-                "responses": {
-                    "200": _body(
-                        _ref("ScanStatus"), "Cancelled", **{"X-Scan-Source": SOURCE_HEADER}
-                    ),
-                    "202": _body(
-                        _ref("ScanStatus"),
-                        "Cancellation requested",
-                        **{"X-Scan-Source": SOURCE_HEADER},
-                    ),
-                    "400": _error("Malformed scan_id"),
-                    "404": _error("No such scan for this user"),
-                    "409": _error("The scan already finished"),
-                    **COMMON,
-                },
-            }
-        },
-        f"{api}/strategies": {
-            "get": {
-                "operationId": "listStrategies",
-                "summary": "The strategies a scan may run",
-                "responses": {
-                    "200": _body(
-                        {
-                            "type": "object",
-                            "required": ["strategies"],
-                            "properties": {
-                                "strategies": {
-                                    "type": "array",
-                                    "items": {
-                                        "type": "object",
-                                        "required": ["name", "description"],
-                                        "properties": {
-                                            "name": {"type": "string"},
-                                            "description": {"type": "string"},
-                                        },
-                                    },
-                                }
-                            },
-                        },
-                        "The strategies",
-                    ),
-                    "401": COMMON["401"],
-                },
-            }
-        },
-        f"{api}/symbols": {
-            "get": {
-                "operationId": "listSymbols",
-                "summary": "The symbols the market data source serves",
-                "responses": {
-                    "200": _body(
-                        {
-                            "type": "object",
-                            "required": ["symbols"],
-                            "properties": {
-                                "symbols": {"type": "array", "items": {"type": "string"}}
-                            },
-                        },
-                        "The symbols",
-                    ),
-                    "401": COMMON["401"],
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "operationId": "health",
-                "summary": "The process is alive",
-                "security": [],
-                "responses": {"200": _body({"type": "object"}, "Alive")},
-            }
-        },
-        "/readyz": {
-            "get": {
-                "operationId": "ready",
-                "summary": "The store answers",
-                "security": [],
-                "responses": {"200": _body({"type": "object"}, "Ready"), "503": UNAVAILABLE},
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics of every worker of this server",
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text exposition",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "security": [],
-                "responses": {"200": _body({"type": "object"}, "The OpenAPI document")},
-            }
-        },
+        "/healthz": _public("health", "The process is alive", {"200": _answer("Alive", alive)}),
+        "/readyz": _public(
+            "ready", "Redis answers", {"200": _answer("Ready", ready), "503": unavailable}
+        ),
+        "/metrics": _public(
+            "metrics", "Prometheus metrics of every worker of this server", {"200": metrics}
+        ),
+        "/openapi.json": _public(
+            "openapi", "This document", {"200": _answer("The OpenAPI document", document)}
+        ),
     }
 
 
+def _paths() -> dict[str, Schema]:
+    scans = f"{API}/opportunities"
+    api = {
+        f"{scans}/discover": {"post": _discover()},
+        f"{scans}/status/{{scan_id}}": {"get": _status()},
+        f"{scans}/results/{{scan_id}}": {"get": _results()},
+        f"{scans}/scans": {"get": _list_scans()},
+        f"{scans}/scans/{{scan_id}}": {"delete": _cancel()},
+        f"{API}/strategies": {
+            "get": _catalogue("listStrategies", "The strategies a scan may run", "StrategyList")
+        },
+        f"{API}/symbols": {
+            "get": _catalogue("listSymbols", "The symbols the market data serves", "SymbolList")
+        },
+    }
+    return api | {path: {"get": op} for path, op in _probes().items()}
+
+
+DESCRIPTION = """Opportunity scans: start one, poll its status, fetch its results.
+
+Errors are `{"error": code, "detail": text}`. Beyond the answers listed per
+operation, a method a path does not list is answered `405` with `Allow` (`401`
+first where the path needs a token), and an unknown path `404`. Every answer
+carries `X-Served-By` and `X-Request-ID`."""
+
+
 @cache
-def openapi_document() -> bytes:
+def openapi_document(
+    strategies: tuple[str, ...] | None = None, symbols: tuple[str, ...] | None = None
+) -> bytes:
+    """The document; with the app's strategy and symbol names, a discover body lists only those.
+
+    Without them a name is any string, and a body the document calls valid may
+    still be answered `400 unknown_strategy` or `unknown_symbol`.
+    """
     document = {
         "openapi": "3.1.0",
-        "info": {
-            "title": "oppscan",
-            "version": "1",
-            "description": "Opportunity scans: start one, poll its status, fetch its results.",
-        },
+        "info": {"title": "oppscan", "version": "1", "description": DESCRIPTION},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": _schemas(strategies, symbols),
+            "responses": RESPONSES,
+            "headers": HEADERS,
+            "parameters": {"RequestId": REQUEST_ID_PARAM},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },

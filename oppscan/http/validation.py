@@ -87,9 +87,9 @@ def check_scan_id(scan_id: str) -> str:
 
 
 def _names(body: dict[str, Any], field: str, valid: Collection[str], cap: int) -> tuple[str, ...]:
-    value = body.get(field)
-    if value is None:
+    if field not in body:
         return ()
+    value = body[field]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad_request("invalid_field", f"{field} must be a list of strings")
     if len(value) > cap:

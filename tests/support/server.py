@@ -54,7 +54,11 @@ class GunicornServer:
         }
         argv = [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config"]
         self.process = spawn([*argv, *self.args], self.log_path, env)
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.kill_all()  # never leave a half-started server behind
+            raise
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
