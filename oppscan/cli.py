@@ -1,4 +1,4 @@
-"""The `oppscan` command: `serve` the API, print a `token`."""
+"""The `oppscan` command: `serve` the API, print a `token`, run a `loadtest`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from oppscan import loadtest
 from oppscan.auth import issue_token
 from oppscan.settings import PREFIX, Settings
 
@@ -20,6 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret = settings.resolved_secret()
         print(issue_token(secret, args.user, args.ttl, settings.jwt_audience, settings.jwt_issuer))
         return 0
+    if args.command == "loadtest":
+        return loadtest.run(loadtest.Options.from_args(args))
     _parser().print_help()
     return 2
 
@@ -35,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a bearer token for a user")
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=86400, help="seconds until it expires")
+    loadtest.add_arguments(commands.add_parser("loadtest", help="measure throughput and latency"))
     return parser
 
 

@@ -76,7 +76,8 @@ return redis.call('HGETALL', KEYS[1])
 
 # KEYS: running, scan, scan, ... ARGV: lease ttl ms, id, epoch, id, epoch, ...
 # Renews every lease this owner still holds in one round trip.
-# Per scan: 0 lost (another epoch, or finished), 1 renewed, 2 renewed and cancel requested.
+# Per scan: 0 lost (another epoch owns it, or it expired), 1 renewed (or finished by
+# this owner meanwhile), 2 renewed and cancel requested.
 RENEW = (
     NOW_MS
     + """
@@ -85,12 +86,14 @@ local out = {}
 for i = 2, #KEYS do
   local id, epoch = ARGV[2 * i - 2], ARGV[2 * i - 1]
   local state = redis.call('HMGET', KEYS[i], 'epoch', 'status', 'cancel')
-  if state[1] == epoch and state[2] == 'scanning' then
+  if state[1] ~= epoch then
+    out[#out + 1] = 0
+  elseif state[2] == 'scanning' then
     redis.call('HSET', KEYS[i], 'lease', deadline)
     redis.call('ZADD', KEYS[1], deadline, id)
     out[#out + 1] = (state[3] == '1') and 2 or 1
   else
-    out[#out + 1] = 0
+    out[#out + 1] = 1  -- finished meanwhile by its owner: nothing to renew, nothing lost
   end
 end
 return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,16 @@ def test_cancelling_a_queued_scan(runtimes: list[Runtime], redis_url: str, data_
     service.cancel("alice", queued)
     poll(lambda: service.status("alice", queued).snapshot.status is ScanStatus.CANCELLED)
     assert 0 == service.status("alice", queued).snapshot.completed
+
+
+def test_a_scan_finished_meanwhile_is_not_reported_lost(store: ScanStore) -> None:
+    """Renewing a lease of a scan its owner just finished is no loss and re-indexes nothing."""
+    scan_id = owned(store, 60_000)
+    snapshot = store.read(scan_id)
+    assert snapshot is not None
+    final = replace(snapshot, status=ScanStatus.COMPLETE, completed_at=now_iso(), results=b"{}")
+    assert store.finish(final, 1, PARAMS.digest(), 60)
+    assert [(True, False)] == [
+        (s.held, s.cancel_requested) for s in store.renew([(scan_id, 1)], 60_000)
+    ]
+    assert [] == store.claimable(10)
