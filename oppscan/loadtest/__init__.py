@@ -4,6 +4,8 @@
 `servers` starts gunicorn and Redis; `command` ties them together for the CLI.
 """
 
+from rich.console import Console
+
 from oppscan.loadtest.options import Options, add_arguments, worker_counts
 from oppscan.loadtest.recommend import Criteria, Recommendation, recommend
 from oppscan.loadtest.report import (
@@ -24,7 +26,7 @@ from oppscan.loadtest.stats import (
 )
 
 
-def run(options: Options) -> int:
+def run(options: Options, console: Console | None = None) -> int:
     """Run the load test the options describe; the exit status.
 
     The runner (which starts servers and so loads the storage and metrics
@@ -34,7 +36,7 @@ def run(options: Options) -> int:
     """
     from oppscan.loadtest.command import run as run_command
 
-    return run_command(options)
+    return run_command(options, console)
 
 
 __all__ = [

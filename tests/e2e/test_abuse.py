@@ -33,11 +33,33 @@ def slow_request(server: GunicornServer, body_sent: bytes, declared: int) -> soc
     return sock
 
 
+def read_reply(sock: socket.socket) -> str:
+    """One whole HTTP response (headers and a Content-Length body) from `sock`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096) or b"\r\n\r\n"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        ),
+        0,
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return (head + b"\r\n\r\n" + body).decode()
+
+
 def test_a_slow_body_is_cut_off_with_408(strict_server: GunicornServer) -> None:
     """A body that stops arriving is answered 408 after the body timeout."""
     sock = slow_request(strict_server, b'{"symbols": ', declared=100)
     started = time.monotonic()
-    reply = sock.recv(4096).decode()
+    reply = read_reply(sock)
     sock.close()
     assert reply.startswith("HTTP/1.1 408"), reply[:200]
     assert '"request_timeout"' in reply
@@ -64,6 +86,6 @@ def test_slow_clients_do_not_starve_others(strict_server: GunicornServer) -> Non
 def test_oversized_declared_body_is_refused_before_reading(strict_server: GunicornServer) -> None:
     """A declared body over 64 KiB is answered 413 without waiting for it."""
     sock = slow_request(strict_server, b"", declared=10 * 1024 * 1024)
-    reply = sock.recv(4096).decode()
+    reply = read_reply(sock)
     sock.close()
     assert reply.startswith("HTTP/1.1 413"), reply[:200]
