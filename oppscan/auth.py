@@ -9,12 +9,14 @@ tried with the algorithms of its own kind.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from cachetools import TTLCache
 
 from oppscan.settings import Settings
 
@@ -52,12 +54,20 @@ class VerificationKey:
 
 @dataclass(frozen=True)
 class TokenVerifier:
-    """Accepts a token signed by any of `keys`, each with its own algorithms."""
+    """Accepts a token signed by any of `keys`, each with its own algorithms.
+
+    A verified token is remembered (until its `exp`, at most a minute) so that a
+    client polling with the same token pays the signature check once a minute.
+    """
 
     keys: Sequence[VerificationKey]
     audience: str | None = None
     issuer: str | None = None
     leeway: float = 30.0
+    _verified: TTLCache[str, tuple[str, float]] = field(
+        default_factory=lambda: TTLCache(maxsize=10_000, ttl=60.0), repr=False, compare=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def hmac(cls, secrets: Sequence[str], **options: Any) -> TokenVerifier:
@@ -78,6 +88,16 @@ class TokenVerifier:
         return cls(keys, settings.jwt_audience, settings.jwt_issuer)
 
     def user_of(self, token: str) -> str:
+        with self._lock:
+            known = self._verified.get(token)
+        if known is not None and known[1] + self.leeway > time.time():
+            return known[0]
+        user, expires = self._verify(token)
+        with self._lock:
+            self._verified[token] = (user, expires)
+        return user
+
+    def _verify(self, token: str) -> tuple[str, float]:
         for candidate in self.keys:
             try:
                 claims = jwt.decode(
@@ -93,7 +113,7 @@ class TokenVerifier:
                 continue  # maybe another key (rotation), or a key of another kind
             except jwt.PyJWTError as exc:
                 raise InvalidToken(type(exc).__name__) from None
-            return _user(claims.get("sub"))
+            return _user(claims.get("sub")), float(claims["exp"])
         raise InvalidToken("no key verifies the signature")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -14,6 +15,7 @@ from oppscan.auth import InvalidToken, TokenVerifier
 from oppscan.http.errors import ApiError
 from oppscan.metrics import REQUEST_SECONDS, REQUESTS
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -35,11 +37,19 @@ class RequestContext:
         resp.set_header("X-Served-By", self._worker)
         resp.set_header("X-Request-ID", str(req.context.get("request_id", "")))
         structlog.contextvars.clear_contextvars()
-        route = req.uri_template or "unmatched"
-        REQUESTS.labels(route, req.method, str(resp.status_code)).inc()
         started: float = req.context.get("started") or time.perf_counter()
-        elapsed = time.perf_counter() - started
-        REQUEST_SECONDS.labels(route, req.method).observe(elapsed)
+        route = req.uri_template or "unmatched"
+        count, duration = _request_metrics(route, req.method, resp.status_code)
+        count.inc()
+        duration.observe(time.perf_counter() - started)
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_metrics(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The labelled children, looked up once per route, method and status."""
+    if method not in METHODS:
+        method = "other"  # a client must not be able to invent label values
+    return REQUESTS.labels(route, method, str(status)), REQUEST_SECONDS.labels(route, method)
 
 
 class Authentication:
