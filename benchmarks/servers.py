@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import requests
 
 from oppscan.auth import issue_token
+from oppscan.processes import spawn, terminate
 from oppscan.storage import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -51,15 +51,7 @@ class Gunicorn:
         self.directory.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         argv = [*self.argv, "--bind", f"127.0.0.1:{self.port}"]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=self._cwd(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = spawn(argv, self.log_path, env, cwd=self._cwd())
         self._wait_ready(timeout)
         return self
 
@@ -72,14 +64,7 @@ class Gunicorn:
 
     def stop(self, timeout: float = 30.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        terminate(process, timeout)
 
     def worker_pids(self) -> list[int]:
         """The master's live children (gunicorn workers)."""

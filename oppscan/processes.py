@@ -10,13 +10,17 @@ from pathlib import Path
 
 
 def spawn(
-    argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `argv` in a session of its own (a terminal's Ctrl-C reaches only us)."""
     with log_path.open("ab") as log:
         return subprocess.Popen(  # noqa: S603 - argv is built by oppscan, never by a client
             list(argv),
             env=dict(env) if env is not None else None,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import redis
 
 from oppscan.loadtest.client import HttpClient, Target
+from oppscan.processes import spawn, terminate
 from oppscan.storage import free_port
 
 LOG_TAIL = 3000
@@ -46,27 +46,14 @@ class Service:
         return self.directory / f"gunicorn-{self.config.workers}w-{self.port}.log"
 
     def start(self, timeout_s: float = 30.0) -> Service:
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config"],
-                env=self._environment(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config"]
+        self._process = spawn(argv, self.log_path, self._environment())
         self._wait_ready(timeout_s)
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        terminate(process, timeout_s)
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-LOG_TAIL:]
