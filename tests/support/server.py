@@ -81,6 +81,15 @@ class GunicornServer:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def _wait_workers(self, deadline: float) -> None:
+        """Until every worker has answered once (new connection each time), so that
+        tests start with all of them accepting."""
+        seen: set[str] = set()
+        while len(seen) < self.workers and time.monotonic() < deadline:
+            resp = requests.get(f"{self.url}/healthz", headers={"Connection": "close"}, timeout=2)
+            seen.add(resp.headers.get("X-Served-By", ""))
+        assert len(seen) >= self.workers, f"only {len(seen)} of {self.workers} workers answered"
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -89,7 +98,7 @@ class GunicornServer:
                 raise AssertionError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
             try:
                 if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
+                    return self._wait_workers(deadline)
             except requests.RequestException:
                 pass  # not listening yet, or a worker still booting
             time.sleep(0.05)
