@@ -11,7 +11,7 @@ import os
 import secrets
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 PREFIX = "OPPSCAN_"
@@ -98,9 +98,6 @@ class Settings:
             jwt_audience=get.text("JWT_AUDIENCE"),
             jwt_issuer=get.text("JWT_ISSUER"),
         )
-
-    def with_redis_url(self, url: str) -> Settings:
-        return replace(self, redis_url=url)
 
     def secrets(self) -> list[str]:
         """Every configured token secret; the first one signs."""

@@ -32,8 +32,8 @@ class Resolution:
 
 @dataclass(frozen=True)
 class CacheStats:
-    hits: int
-    misses: int
+    """Sizes only: hits and misses are counted in `oppscan_registry_cache_total`."""
+
     size: int
     local: int
 
@@ -61,8 +61,6 @@ class RegistryActor(pykka.ThreadingActor):
         )
         self._local: dict[str, Any] = {}
         self._epochs: dict[str, int] = {}
-        self._hits = 0
-        self._misses = 0
 
     # -- asked -----------------------------------------------------------
 
@@ -92,10 +90,8 @@ class RegistryActor(pykka.ThreadingActor):
             return Resolution(local=local)
         cached = self._cache.get(scan_id)
         if cached is None:
-            self._misses += 1
             CACHE_LOOKUPS.labels("miss").inc()
             return Resolution()
-        self._hits += 1
         CACHE_LOOKUPS.labels("hit").inc()
         return Resolution(cached=cached)
 
@@ -110,7 +106,7 @@ class RegistryActor(pykka.ThreadingActor):
         return tuple((sid, self._epochs[sid]) for sid in self._local)
 
     def stats(self) -> CacheStats:
-        return CacheStats(self._hits, self._misses, len(self._cache), len(self._local))
+        return CacheStats(len(self._cache), len(self._local))
 
     # -- told ------------------------------------------------------------
 

@@ -274,15 +274,6 @@ class ScanStore:
         found = [row for row in rows if row is not None and row.user == user]
         return found[:limit]
 
-    def strategy_results(self, scan_id: str) -> dict[str, StrategyResult]:
-        raw = self._call(lambda: self._client.hgetall(self._keys.scan(scan_id)))
-        fields = {_text(name) or "": value for name, value in raw.items()}
-        return {
-            name[2:]: StrategyResult.from_json(value)
-            for name, value in fields.items()
-            if name.startswith("s:")
-        }
-
     def _read_many(self, ids: Sequence[str]) -> list[ScanSnapshot | None]:
         def run() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)

@@ -150,7 +150,10 @@ def test_strategy_results_round_trip(store: ScanStore) -> None:
     store.create(scan, LEASE_MS)
     written = result("momentum", 3)
     store.record_strategy(scan.scan_id, 1, written, now_iso())
-    assert {"momentum": written} == store.strategy_results(scan.scan_id)
+    assert store.release(scan.scan_id, 1)
+    resumed = store.claim(scan.scan_id, "heir:2", LEASE_MS)
+    assert resumed is not None
+    assert (written,) == resumed.done
     assert json.loads(written.to_json())["name"] == "momentum"
 
 
