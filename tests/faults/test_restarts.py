@@ -7,15 +7,8 @@ import signal
 import time
 
 from tests.faults.conftest import LEASE_TTL, ServerFactory, scan_field
-from tests.faults.test_worker_death import assert_every_strategy_once, completed, poll_until
+from tests.faults.test_worker_death import assert_clean, completed, poll_until
 from tests.support.watch import Watch, start_scans
-
-
-def assert_clean(watch: Watch) -> None:
-    assert 0 == watch.counts()["404"]
-    assert 0 == watch.server_errors()
-    assert [] == watch.backwards()
-    assert_every_strategy_once(watch)
 
 
 def test_reload_hands_scans_off_at_once(make_server: ServerFactory) -> None:

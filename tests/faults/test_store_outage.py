@@ -9,7 +9,7 @@ import requests
 
 from oppscan.storage import EmbeddedRedis
 from tests.faults.conftest import ServerFactory
-from tests.faults.test_worker_death import assert_every_strategy_once, completed, poll_until
+from tests.faults.test_worker_death import assert_clean, completed, poll_until
 from tests.support.server import GunicornServer
 from tests.support.watch import Watch, start_scans
 
@@ -54,13 +54,10 @@ def run_outage(
             recovered_s=round(ready, 2),
         )
     )
-    assert 0 == watch.counts()["404"]
-    assert 0 == watch.server_errors()
     assert during["503"] > 0
-    assert [] == watch.backwards()
     assert slow < (0.1 if crash else 1.0)
     assert "WORKER TIMEOUT" not in server.log_text()
-    assert_every_strategy_once(watch)
+    assert_clean(watch)
 
 
 def discover_status(server: GunicornServer, token: str) -> int:

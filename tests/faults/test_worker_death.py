@@ -35,6 +35,19 @@ def assert_every_strategy_once(watch: Watch) -> None:
         assert len(ALL) == body["metadata"]["strategies_completed"]  # type: ignore[index]
 
 
+def assert_clean(watch: Watch) -> None:
+    """No 404, no 5xx but 503, no progress backwards, every strategy once in the results."""
+    assert 0 == watch.counts()["404"]
+    assert 0 == watch.server_errors()
+    assert [] == watch.backwards()
+    assert_every_strategy_once(watch)
+
+
+def epoch_moved(redis_url: str, scan: Scan) -> Callable[[], bool]:
+    """True once another worker claimed the scan (its epoch is no longer the first)."""
+    return lambda: scan_field(redis_url, scan.scan_id, "epoch") != "1"
+
+
 def test_sigkill_of_the_owning_worker(make_server: ServerFactory, store_server: object) -> None:
     """The scan of a SIGKILLed worker is finished by another within LEASE_TTL + 2 s."""
     server = make_server()
@@ -45,14 +58,11 @@ def test_sigkill_of_the_owning_worker(make_server: ServerFactory, store_server: 
         poll_until(lambda: completed(redis_url, target) >= 1, 30)
         victim = owner_pid(redis_url, target.scan_id)
         os.kill(victim, signal.SIGKILL)
-        took_over = poll_until(lambda: scan_field(redis_url, target.scan_id, "epoch") != "1", 30)
+        took_over = poll_until(epoch_moved(redis_url, target), 30)
         watch.wait_complete(120)
     print(watch.report("sigkill-worker", takeover_s=round(took_over, 2), victim=victim))
-    assert 0 == watch.counts()["404"]
-    assert 0 == watch.server_errors()
-    assert [] == watch.backwards()
     assert took_over <= LEASE_TTL + 2
-    assert_every_strategy_once(watch)
+    assert_clean(watch)
 
 
 def test_a_paused_owner_is_fenced_off(make_server: ServerFactory, store_server: object) -> None:
@@ -66,9 +76,7 @@ def test_a_paused_owner_is_fenced_off(make_server: ServerFactory, store_server: 
         paused = owner_pid(redis_url, target.scan_id)
         os.kill(paused, signal.SIGSTOP)
         try:
-            took_over = poll_until(
-                lambda: scan_field(redis_url, target.scan_id, "epoch") != "1", LEASE_TTL + 5
-            )
+            took_over = poll_until(epoch_moved(redis_url, target), LEASE_TTL + 5)
             poll_until(lambda: completed(redis_url, target) >= len(ALL) - 2, 60)
         finally:
             os.kill(paused, signal.SIGCONT)
@@ -82,7 +90,4 @@ def test_a_paused_owner_is_fenced_off(make_server: ServerFactory, store_server: 
         and ("lease_lost" in line or "scan_fenced" in line)
     ]
     assert fenced, "the paused owner never noticed it lost the scan"
-    assert 0 == watch.counts()["404"]
-    assert 0 == watch.server_errors()
-    assert [] == watch.backwards()
-    assert_every_strategy_once(watch)
+    assert_clean(watch)

@@ -56,8 +56,7 @@ def test_a_lapsed_lease_is_claimed_under_a_new_epoch_that_fences_the_old_owner(
     scan_id = owned(store, 1)
     done = StrategyResult("momentum", "ok", (), 3)
     store.record_strategy(scan_id, 1, done, now_iso())
-    time.sleep(0.01)  # let the 1 ms lease lapse on Redis's clock
-    assert [scan_id] == store.claimable(10)
+    poll(lambda: store.claimable(10) == [scan_id])  # the 1 ms lease lapses on Redis's clock
     job = store.claim(scan_id, "b:2", 60_000)
     assert job is not None
     assert (2, (done,), PARAMS) == (job.epoch, job.done, job.params)
@@ -70,7 +69,7 @@ def test_renewal_reports_lost_leases_and_cancel_requests(store: ScanStore) -> No
     """One round trip renews all leases and says which were lost or asked to cancel."""
     kept, cancelled, taken = owned(store, 1), owned(store, 1), owned(store, 1)
     store.request_cancel(cancelled, "alice")
-    time.sleep(0.01)
+    poll(lambda: len(store.claimable(10)) == 3)
     assert store.claim(taken, "b:2", 60_000) is not None
     states = store.renew([(kept, 1), (cancelled, 1), (taken, 1)], 60_000)
     assert [(True, False), (True, True), (False, False)] == [
