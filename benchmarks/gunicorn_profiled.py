@@ -34,14 +34,12 @@ PROBES = (
     ("oppscan.http.middleware", "RequestContext", "process_response"),
     ("oppscan.http.middleware", "Authentication", "process_resource"),
     ("oppscan.auth", "TokenVerifier", "user_of"),
-    ("oppscan.service", "ScanService", "_resolve"),
-    ("oppscan.service", "ScanService", "_ask_actor"),
+    ("oppscan.actors.views", "RegistryView", "resolve"),
+    ("oppscan.actors.views", "SnapshotCell", "read"),
     ("oppscan.storage.store", "ScanStore", "read"),
     ("oppscan.model", "ScanSnapshot", "status_body"),
     ("falcon.media.json", "JSONHandler", "serialize"),
     ("pykka._actor", "Actor", "_handle_receive"),
-    ("oppscan.actors.registry", "RegistryActor", "resolve"),
-    ("oppscan.actors.scan", "ScanActor", "snapshot"),
 )
 
 _totals: dict[str, list[float]] = {}  # label: [calls, cpu seconds, wall seconds]

@@ -5,8 +5,10 @@ All are frozen: they cross threads and actors as messages.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 SCAN_ID_PREFIX = "scan_"
+SCAN_ID = re.compile(SCAN_ID_PREFIX + "[0-9a-f]{32}")
 
 StrategyStatus = Literal["ok", "error", "skipped"]
 
@@ -37,12 +40,7 @@ def new_scan_id() -> str:
 
 
 def is_scan_id(value: str) -> bool:
-    hex_part = value.removeprefix(SCAN_ID_PREFIX)
-    return (
-        value.startswith(SCAN_ID_PREFIX)
-        and len(hex_part) == 32
-        and all(c in "0123456789abcdef" for c in hex_part)
-    )
+    return SCAN_ID.fullmatch(value) is not None
 
 
 def now_iso() -> str:
@@ -182,6 +180,13 @@ class ScanSnapshot:
         if self.error is not None:
             body["error"] = self.error
         return body
+
+    @functools.cached_property
+    def status_json(self) -> bytes:
+        """`status_body()` as JSON, rendered once: a snapshot never changes, and
+        every poll of a finished scan, or of one between two strategies, reads
+        the same snapshot again."""
+        return json.dumps(self.status_body(), separators=(",", ":")).encode()
 
 
 def rank(opportunities: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
-from oppscan.actors.registry import RegistryActor
+from oppscan.actors import RegistryActor, RegistryView
 from oppscan.actors.scan import Registrar, ScanDeps, schedule_with_timer
 from oppscan.actors.steward import Steward
 from oppscan.logs import get_logger
@@ -35,7 +35,8 @@ class Runtime:
     market: MarketData
     strategies: Mapping[str, Strategy]
     executor: ThreadPoolExecutor
-    registry: Any  # RegistryActor proxy
+    registry: Any  # RegistryActor proxy: the one writer of `view`
+    view: RegistryView
     worker: str
     steward: Steward | None = None
 
@@ -61,20 +62,20 @@ def start_runtime(settings: Settings) -> Runtime:
             schedule=schedule_with_timer,
         )
 
-    registry = RegistryActor.start(
-        settings.cache_ttl, settings.cache_size, settings.result_ttl, deps_for, settings.lease_ttl
-    ).proxy()
+    view = RegistryView(settings.cache_ttl, settings.cache_size, settings.result_ttl)
+    registry = RegistryActor.start(view, deps_for, settings.lease_ttl).proxy()
     worker = worker_name()
     steward = Steward(
         store,
         registry,
+        view,
         worker,
         settings.lease_ttl,
         settings.max_scans_per_worker,
         settings.ask_timeout,
     ).start()
     log.info("runtime_started", market=market.name, strategies=len(strategies))
-    return Runtime(settings, store, market, strategies, executor, registry, worker, steward)
+    return Runtime(settings, store, market, strategies, executor, registry, view, worker, steward)
 
 
 def stop_runtime(runtime: Runtime, timeout: float = 5.0) -> None:
@@ -82,21 +83,21 @@ def stop_runtime(runtime: Runtime, timeout: float = 5.0) -> None:
     if runtime.steward is not None:
         runtime.steward.stop(timeout)
     with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-        _hand_off(runtime.registry.local_scans().get(timeout=timeout), runtime.settings)
+        _hand_off([owned.proxy for owned in runtime.view.owned().values()], runtime.settings)
         runtime.registry.actor_ref.stop(block=True, timeout=timeout)
     runtime.executor.shutdown(wait=False, cancel_futures=True)
     runtime.store.close()
     log.info("runtime_stopped")
 
 
-def _hand_off(scans: Mapping[str, Any], settings: Settings) -> None:
+def _hand_off(scans: Sequence[Any], settings: Settings) -> None:
     """Release every scan at a strategy boundary, within the hand-off timeout."""
     deadline = time.monotonic() + settings.handoff_timeout
     waiting: list[tuple[Any, threading.Event]] = []
-    for proxy in scans.values():
+    for proxy in scans:
         with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
             waiting.append((proxy, proxy.release().get(timeout=settings.ask_timeout)))
     for proxy, stopped in waiting:
         if not stopped.wait(max(0.0, deadline - time.monotonic())):
             with contextlib.suppress(pykka.ActorDeadError):
-                proxy.release_now()
+                proxy.release_now.defer()

@@ -12,13 +12,19 @@ from typing import Any, Literal
 
 import pykka
 
-from oppscan.actors import Resolution
+from oppscan.actors import CellBusy, Owned, SnapshotCell
 from oppscan.metrics import SCAN_READS, SCANS_STARTED
 from oppscan.model import ScanJob, ScanParams, ScanSnapshot, ScanStatus, new_scan_id, now_iso
 from oppscan.runtime import Runtime
 from oppscan.storage import NewScan, StoreUnavailable
 
 Source = Literal["actor", "cache", "store"]
+# The labelled children, looked up once: `labels()` costs more than `inc()`.
+READS = {
+    (source, outcome): SCAN_READS.labels(source, outcome)
+    for source in ("actor", "cache", "store")
+    for outcome in ("found", "not_found", "unavailable")
+}
 DEDUP_ATTEMPTS = 5
 
 
@@ -71,6 +77,7 @@ class ScanService:
         self._rt = runtime
         self._store = runtime.store
         self._registry = runtime.registry
+        self._view = runtime.view
         self._timeout = runtime.settings.ask_timeout
 
     # -- discover ------------------------------------------------------------
@@ -100,7 +107,7 @@ class ScanService:
     ) -> Discovered | None:
         """Register a new scan, owned here if this worker has room, else queued."""
         settings = self._rt.settings
-        has_room = self._ask(self._registry.local_count()) < settings.max_scans_per_worker
+        has_room = len(self._view.owned()) < settings.max_scans_per_worker
         scan = NewScan(
             scan_id=new_scan_id(),
             user=user,
@@ -144,11 +151,11 @@ class ScanService:
 
     def cancel(self, user: str, scan_id: str) -> Answer:
         """Cancel at the next strategy boundary; the owner does the writing."""
-        local = self._resolve(scan_id).local
+        local = self._view.resolve(scan_id).local
         if local is not None:
-            snapshot = self._ask_actor(local, "snapshot", scan_id)
+            snapshot = self._read(local.cell)
             if snapshot is not None and snapshot.user == user:
-                answer = self._cancel_local(local, scan_id, snapshot)
+                answer = self._cancel_local(local, snapshot)
                 if answer is not None:
                     return answer
         # Not ours, or our actor stopped meanwhile: the flag in Redis reaches the owner.
@@ -168,28 +175,32 @@ class ScanService:
         if job is not None:
             self._ask(self._registry.spawn(job, sent))
 
-    def _cancel_local(self, local: Any, scan_id: str, snapshot: ScanSnapshot) -> Answer | None:
+    def _cancel_local(self, local: Owned, snapshot: ScanSnapshot) -> Answer | None:
+        """Ask our actor to cancel; None when it stopped meanwhile (Redis then knows)."""
         if snapshot.status.terminal:
             raise ScanAlreadyFinished(snapshot.status)
-        cancelled = self._ask_actor(local, "cancel", scan_id)
-        return Answer(cancelled, "actor") if cancelled is not None else None
+        try:
+            cancelled: ScanSnapshot = self._ask(local.proxy.cancel())
+        except pykka.ActorDeadError:
+            return None
+        return Answer(cancelled, "actor")
 
     def _lookup(self, user: str, scan_id: str, with_results: bool) -> Answer:
         try:
             answer = self._answer(scan_id, with_results)
         except StoreUnavailable:
-            SCAN_READS.labels("store", "unavailable").inc()
+            READS["store", "unavailable"].inc()
             raise
         if answer is None or answer.snapshot.user != user:
-            SCAN_READS.labels(answer.source if answer else "store", "not_found").inc()
+            READS[answer.source if answer else "store", "not_found"].inc()
             raise ScanNotFound(scan_id)
-        SCAN_READS.labels(answer.source, "found").inc()
+        READS[answer.source, "found"].inc()
         return answer
 
     def _answer(self, scan_id: str, with_results: bool) -> Answer | None:
-        found = self._resolve(scan_id)
+        found = self._view.resolve(scan_id)
         if found.local is not None:
-            snapshot = self._ask_actor(found.local, "snapshot", scan_id)
+            snapshot = self._read(found.local.cell)
             if snapshot is not None:
                 return Answer(snapshot, "actor")
         cached = found.cached
@@ -199,23 +210,17 @@ class ScanService:
         if stored is None:
             return None
         if stored.status.terminal:
-            self._registry.remember(stored)
+            self._view.remember(stored)
         return Answer(stored, "store")
 
-    # -- asking actors -----------------------------------------------------------
+    # -- reading and asking actors ------------------------------------------------
 
-    def _resolve(self, scan_id: str) -> Resolution:
-        resolution: Resolution = self._ask(self._registry.resolve(scan_id))
-        return resolution
-
-    def _ask_actor(self, proxy: Any, method: str, scan_id: str) -> ScanSnapshot | None:
-        """The actor's answer, or None when it stopped meanwhile (Redis then knows)."""
+    def _read(self, cell: SnapshotCell) -> ScanSnapshot | None:
+        """Our actor's published snapshot; None when it gave the scan up (Redis then knows)."""
         try:
-            snapshot: ScanSnapshot = self._ask(getattr(proxy, method)())
-        except pykka.ActorDeadError:
-            self._registry.scan_released(scan_id)
-            return None
-        return snapshot
+            return cell.read(self._timeout)
+        except CellBusy:
+            raise WorkerBusy("the scan's owner is still writing to the store") from None
 
     def _ask(self, future: pykka.Future[Any]) -> Any:
         try:

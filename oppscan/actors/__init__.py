@@ -1,18 +1,32 @@
-"""The actors: one ScanActor per running scan, one RegistryActor per worker."""
+"""The actors: one ScanActor per running scan, one RegistryActor per worker,
+and the views they publish for request threads."""
 
-from oppscan.actors.registry import CacheStats, RegistryActor, Resolution
-from oppscan.actors.scan import Registrar, ScanActor, ScanDeps
+from oppscan.actors.registry import RegistryActor
+from oppscan.actors.scan import Registrar, ScanActor, ScanDeps, first_snapshot
 from oppscan.actors.strategy_run import ScanFailure, run_strategy
+from oppscan.actors.views import (
+    CacheStats,
+    CellBusy,
+    Owned,
+    RegistryView,
+    Resolution,
+    SnapshotCell,
+)
 from oppscan.model import ScanJob
 
 __all__ = [
     "CacheStats",
+    "CellBusy",
+    "Owned",
     "Registrar",
     "RegistryActor",
+    "RegistryView",
     "Resolution",
     "ScanActor",
     "ScanDeps",
     "ScanFailure",
     "ScanJob",
+    "SnapshotCell",
+    "first_snapshot",
     "run_strategy",
 ]

@@ -1,10 +1,11 @@
 """ScanActor: owns one running scan, its strategies and its durable state.
 
-Strategies run on the worker's executor and report back by message, so the
-actor answers `snapshot()` at once. Every result is written through to Redis
-(fenced by epoch) on the actor's own thread before the snapshot shows it: a
-poll answered here never shows more than Redis holds, and a poll that reaches
-the actor after another worker read Redis never shows less.
+Strategies run on the worker's executor and report back by message. Every
+result is written through to Redis (fenced by epoch) on the actor's own thread,
+and only then published to the scan's `SnapshotCell`, which request threads
+read without asking the actor. The actor holds the cell across the write and
+the publication: a poll answered here never shows more than Redis holds, and a
+poll that reaches this worker after another worker read Redis never shows less.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import Any, Protocol
 
 import pykka
 
 from oppscan.actors.strategy_run import ScanFailure, run_strategy
+from oppscan.actors.views import SnapshotCell
 from oppscan.logs import get_logger
 from oppscan.market import MarketData
 from oppscan.metrics import LEASES, SCANS_FINISHED
 from oppscan.model import ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.results import build_results
-from oppscan.storage import ScanStore, StoreUnavailable
+from oppscan.storage import Recorded, ScanStore, StoreUnavailable
 from oppscan.strategies import Strategy, StrategyContext
 
 MIN_RETRY = 0.05
@@ -60,11 +63,26 @@ def schedule_with_timer(delay: float, action: Callable[[], Any]) -> threading.Ti
     return timer
 
 
+def first_snapshot(job: ScanJob) -> ScanSnapshot:
+    """What a scan shows when its actor starts: the progress Redis already holds."""
+    return ScanSnapshot(
+        scan_id=job.scan_id,
+        user=job.user,
+        status=ScanStatus.SCANNING,
+        total=len(job.params.strategies),
+        completed=len(job.done),
+        found=sum(len(r.opportunities) for r in job.done),
+        created_at=job.created_at,
+        updated_at=job.started_at,
+    )
+
+
 class ScanActor(pykka.ThreadingActor):
-    def __init__(self, job: ScanJob, deps: ScanDeps) -> None:
+    def __init__(self, job: ScanJob, deps: ScanDeps, cell: SnapshotCell) -> None:
         super().__init__()
         self._job = job
         self._deps = deps
+        self._cell = cell
         self._log = get_logger("oppscan.scan").bind(scan_id=job.scan_id, epoch=job.epoch)
         self._durable: dict[str, StrategyResult] = {r.name: r for r in job.done}
         self._unsaved: list[StrategyResult] = []
@@ -78,16 +96,7 @@ class ScanActor(pykka.ThreadingActor):
         self._retry_delay = MIN_RETRY
         self._retry_pending = False
         self._released = False
-        self._snapshot = ScanSnapshot(
-            scan_id=job.scan_id,
-            user=job.user,
-            status=ScanStatus.SCANNING,
-            total=len(job.params.strategies),
-            completed=len(self._durable),
-            found=sum(len(r.opportunities) for r in job.done),
-            created_at=job.created_at,
-            updated_at=job.started_at,
-        )
+        self._snapshot = first_snapshot(job)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -114,7 +123,27 @@ class ScanActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         for future in self._futures.values():
             future.cancel()
+        self._cell.disown()
         self._stopped.set()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """A bug stopped this actor: record the scan as failed while it is still
+        ours, rather than leave it to be resumed (and fail again) elsewhere."""
+        self._log.error("scan_actor_failed", failure_reason=repr(exception_value))
+        if not (self._released or self._finished):
+            self._close(ScanStatus.FAILED, "internal error")
+            with contextlib.suppress(Exception):
+                self._save_final()
+        if not (self._released or self._finished):
+            self._released = True
+            self._cell.disown()
+            self._deps.registrar.scan_released(self._job.scan_id)
+        self.on_stop()
 
     def _submit(self, proxy: Any, strategy: Strategy, ctx: StrategyContext) -> None:
         future = self._deps.executor.submit(run_strategy, strategy, ctx, self._job.scan_id)
@@ -123,9 +152,6 @@ class ScanActor(pykka.ThreadingActor):
         self._outstanding.add(strategy.name)
 
     # -- asked -----------------------------------------------------------
-
-    def snapshot(self) -> ScanSnapshot:
-        return self._snapshot
 
     def cancel(self) -> ScanSnapshot:
         """Stop at the next strategy boundary and record the scan as cancelled."""
@@ -218,12 +244,22 @@ class ScanActor(pykka.ThreadingActor):
 
     def _save_results(self) -> None:
         while self._unsaved and self._closing is None:
-            result = self._unsaved[0]
+            recorded = self._save_next()
+            if recorded is None:
+                return self._fenced()
+            if recorded.cancel_requested and len(self._durable) < self._snapshot.total:
+                self._close(ScanStatus.CANCELLED, "cancelled by request")
+        return None
+
+    def _save_next(self) -> Recorded | None:
+        """Write the oldest unsaved result, then publish the progress it made durable."""
+        result = self._unsaved[0]
+        with self._cell.writing():
             recorded = self._deps.store.record_strategy(
                 self._job.scan_id, self._job.epoch, result, now_iso()
             )
             if recorded is None:
-                return self._fenced()
+                return None
             self._unsaved.pop(0)
             self._durable[result.name] = result
             self._retry_delay = MIN_RETRY
@@ -233,9 +269,8 @@ class ScanActor(pykka.ThreadingActor):
                 found=max(self._snapshot.found, recorded.found),
                 updated_at=recorded.updated_at,
             )
-            if recorded.cancel_requested and len(self._durable) < self._snapshot.total:
-                self._close(ScanStatus.CANCELLED, "cancelled by request")
-        return None
+            self._cell.publish(self._snapshot)
+        return recorded
 
     def _close(self, status: ScanStatus, error: str | None) -> None:
         self._closing = (status, error)
@@ -247,9 +282,13 @@ class ScanActor(pykka.ThreadingActor):
         final = self._final or self._final_snapshot()
         self._final = final
         digest = self._job.params.digest()
-        if not self._deps.store.finish(final, self._job.epoch, digest, self._deps.result_ttl):
+        with self._cell.writing():
+            stored = self._deps.store.finish(final, self._job.epoch, digest, self._deps.result_ttl)
+            if stored:
+                self._snapshot = final
+                self._cell.publish(final)
+        if not stored:
             return self._fenced()
-        self._snapshot = final
         self._finished = True
         SCANS_FINISHED.labels(final.status.value).inc()
         self._log.info("scan_finished", status=final.status.value, completed=final.completed)
@@ -291,6 +330,7 @@ class ScanActor(pykka.ThreadingActor):
         self._closing = (ScanStatus.CANCELLED, "released")
         for future in self._futures.values():
             future.cancel()
+        self._cell.disown()
         self._deps.registrar.scan_released(self._job.scan_id)
         self.actor_ref.stop(block=False)
 
@@ -308,9 +348,9 @@ def _report(proxy: Any, future: Future[StrategyResult | ScanFailure]) -> None:
         return
     # The scan may have finished or stopped meanwhile; then nobody needs the news.
     with contextlib.suppress(pykka.ActorDeadError):
-        proxy.strategy_done(future.result())
+        proxy.strategy_done.defer(future.result())
 
 
 def _tell_retry(proxy: Any) -> None:
     with contextlib.suppress(pykka.ActorDeadError):
-        proxy.retry_writes()
+        proxy.retry_writes.defer()

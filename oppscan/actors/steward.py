@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from oppscan.actors.views import RegistryView
 from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, REDIS_RECONNECTS
 from oppscan.storage import ScanStore, StoreUnavailable
@@ -27,6 +28,7 @@ class Steward:
         self,
         store: ScanStore,
         registry: Any,  # RegistryActor proxy
+        view: RegistryView,
         worker: str,
         lease_ttl: float,
         max_scans: int,
@@ -34,6 +36,7 @@ class Steward:
     ) -> None:
         self._store = store
         self._registry = registry
+        self._view = view
         self._worker = worker
         self._lease_ms = int(lease_ttl * 1000)
         self._renew_every = lease_ttl / 3
@@ -73,12 +76,12 @@ class Steward:
             return False
         log.info("store_reconnected")
         REDIS_RECONNECTS.inc()
-        self._registry.store_recovered()
+        self._registry.store_recovered.defer()
         self._next_renew = 0.0
         return True
 
     def _renew(self) -> None:
-        leases = self._registry.leases().get(timeout=self._timeout)
+        leases = self._view.leases()
         sent = time.monotonic()
         states = self._store.renew(leases, self._lease_ms)
         self._next_renew = time.monotonic() + self._renew_every
@@ -86,10 +89,10 @@ class Steward:
             if not state.held:
                 log.warning("lease_lost", scan_id=state.scan_id, failure_reason="epoch_superseded")
                 LEASES.labels("lost").inc()
-        self._registry.leases_checked(states, sent)
+        self._registry.leases_checked.defer(states, sent)
 
     def _claim(self) -> None:
-        room = self._max_scans - self._registry.local_count().get(timeout=self._timeout)
+        room = self._max_scans - len(self._view.owned())
         if room <= 0:
             return
         for scan_id in self._store.claimable(room):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
+import random
 import re
 import time
-import uuid
 from typing import Any
 
 import falcon
@@ -28,7 +28,7 @@ class RequestContext:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
         given = req.get_header("X-Request-ID") or ""
-        req.context.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        req.context.request_id = given if REQUEST_ID.match(given) else new_request_id()
         structlog.contextvars.bind_contextvars(request_id=req.context.request_id)
 
     def process_response(
@@ -42,6 +42,11 @@ class RequestContext:
         count, duration = _request_metrics(route, req.method, resp.status_code)
         count.inc()
         duration.observe(time.perf_counter() - started)
+
+
+def new_request_id() -> str:
+    """128 random bits in hex: unique, not secret (`random` is reseeded in each forked worker)."""
+    return f"{random.getrandbits(128):032x}"
 
 
 @functools.lru_cache(maxsize=1024)

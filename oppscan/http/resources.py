@@ -43,7 +43,8 @@ def results_url(scan_id: str) -> str:
 def _render_status(resp: falcon.Response, answer: Answer, code: int = 200) -> None:
     resp.status = code
     resp.set_header("X-Scan-Source", answer.source)
-    resp.media = answer.snapshot.status_body()
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = answer.snapshot.status_json
 
 
 class Discover:

@@ -140,8 +140,8 @@ def test_a_dead_owners_scan_is_finished_by_another_worker(
     poll(lambda: ScanService(owner).status("alice", scan_id).snapshot.completed >= 1)
     assert owner.steward is not None
     owner.steward.stop()  # the owner dies: no renewals, no release
-    for proxy in owner.registry.local_scans().get().values():
-        proxy.actor_ref.stop()
+    for owned in owner.view.owned().values():
+        owned.proxy.actor_ref.stop()
     heir = start_runtime(settings(redis_url, data_dir))
     runtimes.append(heir)
     body = json.loads(wait_complete(ScanService(heir), scan_id))

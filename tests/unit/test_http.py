@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import falcon.testing
 import pytest
 
-from oppscan.actors import RegistryActor, ScanDeps
+from oppscan.actors import RegistryActor, RegistryView, ScanDeps
 from oppscan.actors.scan import Registrar
 from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
@@ -40,9 +40,10 @@ def client(store: FakeStore) -> Iterator[falcon.testing.TestClient]:
     def deps_for(registrar: Registrar) -> ScanDeps:
         return ScanDeps(store, executor, STRATEGIES, market(), registrar, 60, 200, immediate)  # type: ignore[arg-type]
 
-    registry = RegistryActor.start(60.0, 100, 60, deps_for).proxy()
+    view = RegistryView(60.0, 100, 60)
+    registry = RegistryActor.start(view, deps_for).proxy()
     settings = Settings(redis_url="redis://unused")
-    runtime = Runtime(settings, store, market(), STRATEGIES, executor, registry, "unit:1")  # type: ignore[arg-type]
+    runtime = Runtime(settings, store, market(), STRATEGIES, executor, registry, view, "unit:1")  # type: ignore[arg-type]
     deps = ApiDeps(ScanService(runtime), STRATEGIES, ("SYM0", "SYM1"), store.ping, "unit:1")
     yield falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
     GATE.set()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import pykka
 import pytest
 
-from oppscan.actors import ScanActor, ScanDeps, ScanJob
+from oppscan.actors import CellBusy, ScanActor, ScanDeps, ScanJob, SnapshotCell, first_snapshot
 from oppscan.market import MarketDataError
 from oppscan.model import ScanParams, ScanStatus, now_iso
-from oppscan.storage import NewScan
+from oppscan.storage import NewScan, Recorded
 from tests.fakes import FakeStore, FakeStrategy, Recorder, immediate, market, skipping
 
 USER = "alice"
@@ -25,6 +27,13 @@ def executor() -> Iterator[ThreadPoolExecutor]:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+@dataclass(frozen=True)
+class Started:
+    job: ScanJob
+    ref: pykka.ActorRef[ScanActor]
+    cell: SnapshotCell
+
+
 def start(
     store: FakeStore,
     strategies: Sequence[FakeStrategy],
@@ -32,7 +41,7 @@ def start(
     recorder: Recorder,
     epoch: int = 1,
     outages: int = 0,
-) -> tuple[ScanJob, pykka.ActorRef[ScanActor]]:
+) -> Started:
     params = ScanParams(tuple(s.name for s in strategies), ("SYM0",), "1h")
     created = now_iso()
     job = ScanJob("scan_" + "a" * 32, USER, params, epoch, created, created)
@@ -48,13 +57,14 @@ def start(
         results_cap=200,
         schedule=immediate,
     )
-    return job, ScanActor.start(job, deps)
+    cell = SnapshotCell(first_snapshot(job))
+    return Started(job, ScanActor.start(job, deps, cell), cell)
 
 
 def test_all_strategies_complete_and_results_are_stored(executor: ThreadPoolExecutor) -> None:
     """A scan finishes `complete` with every strategy counted and its results stored."""
     store, recorder = FakeStore(), Recorder()
-    job, _ = start(store, [FakeStrategy("a", 2), FakeStrategy("b", 3)], executor, recorder)
+    job = start(store, [FakeStrategy("a", 2), FakeStrategy("b", 3)], executor, recorder).job
     assert recorder.done.wait(10)
     final = recorder.finished[0]
     assert (ScanStatus.COMPLETE, 2, 2, 5) == (
@@ -75,7 +85,7 @@ def test_error_and_skipped_count_as_completed(executor: ThreadPoolExecutor) -> N
         FakeStrategy("bad", raises=ValueError("boom")),
         skipping("sk"),
     ]
-    job, _ = start(store, strategies, executor, recorder)
+    job = start(store, strategies, executor, recorder).job
     assert recorder.done.wait(10)
     final = recorder.finished[0]
     assert (ScanStatus.COMPLETE, 3) == (final.status, final.completed)
@@ -95,15 +105,16 @@ def test_market_data_error_fails_the_scan(executor: ThreadPoolExecutor) -> None:
 
 
 def test_snapshot_answers_while_strategies_run(executor: ThreadPoolExecutor) -> None:
-    """The actor answers at once while a strategy is still running, showing durable progress."""
+    """The cell answers at once while a strategy is still running, showing durable progress."""
     store, recorder = FakeStore(), Recorder()
     gate = threading.Event()
-    _, ref = start(
+    cell = start(
         store, [FakeStrategy("fast"), FakeStrategy("slow", gate=gate)], executor, recorder
-    )
+    ).cell
     seen = []
     for _ in range(200):
-        snap = ref.proxy().snapshot().get(timeout=1)  # type: ignore[attr-defined]
+        snap = cell.read(timeout=1)
+        assert snap is not None
         seen.append(snap.completed)
         if snap.completed == 1:
             break
@@ -119,7 +130,7 @@ def test_cancel_stops_at_a_strategy_boundary(executor: ThreadPoolExecutor) -> No
     """Cancel records the scan as cancelled with the results that were durable."""
     store, recorder = FakeStore(), Recorder()
     gate = threading.Event()
-    _, ref = start(store, [FakeStrategy("held", gate=gate)], executor, recorder)
+    ref = start(store, [FakeStrategy("held", gate=gate)], executor, recorder).ref
     snap = ref.proxy().cancel().get(timeout=5)  # type: ignore[attr-defined]
     gate.set()
     assert ScanStatus.CANCELLED == snap.status
@@ -135,7 +146,7 @@ def test_remote_cancel_request_is_seen_at_the_next_boundary(executor: ThreadPool
     store, recorder = FakeStore(), Recorder()
     first, held = threading.Event(), threading.Event()
     strategies = [FakeStrategy("first", gate=first), FakeStrategy("held", gate=held)]
-    job, _ = start(store, strategies, executor, recorder)
+    job = start(store, strategies, executor, recorder).job
     store.request_cancel(job.scan_id, USER)
     first.set()
     assert recorder.done.wait(10)
@@ -147,10 +158,11 @@ def test_remote_cancel_request_is_seen_at_the_next_boundary(executor: ThreadPool
 def test_a_superseded_owner_writes_nothing(executor: ThreadPoolExecutor) -> None:
     """When the stored epoch moved on, the actor releases the scan and never finishes it."""
     store, recorder = FakeStore(), Recorder()
-    start(store, [FakeStrategy("a")], executor, recorder, epoch=0)
+    cell = start(store, [FakeStrategy("a")], executor, recorder, epoch=0).cell
     assert recorder.done.wait(10)
     assert ([], ["scan_" + "a" * 32]) == (recorder.finished, recorder.released)
     assert ScanStatus.SCANNING == next(iter(store.records.values())).snapshot.status
+    assert None is cell.read(timeout=1), "readers must go to Redis, where the new owner writes"
 
 
 def test_writes_are_retried_through_a_store_outage(executor: ThreadPoolExecutor) -> None:
@@ -160,3 +172,117 @@ def test_writes_are_retried_through_a_store_outage(executor: ThreadPoolExecutor)
     assert recorder.done.wait(10)
     assert (ScanStatus.COMPLETE, 2) == (recorder.finished[0].status, recorder.finished[0].completed)
     assert 0 == store.outages
+
+
+def test_a_finished_scan_stays_readable_from_its_cell(executor: ThreadPoolExecutor) -> None:
+    """After the actor stopped, its cell still answers the terminal snapshot Redis holds."""
+    store, recorder = FakeStore(), Recorder()
+    started = start(store, [FakeStrategy("a", 1)], executor, recorder)
+    assert recorder.done.wait(10)
+    assert started.ref.actor_stopped.wait(10)
+    assert store.records[started.job.scan_id].snapshot == started.cell.read(timeout=1)
+
+
+class ReadingStore(FakeStore):
+    """Starts a reader of the cell while the actor is inside each write, after Redis has it."""
+
+    def __init__(self, cell: SnapshotCell) -> None:
+        super().__init__()
+        self.cell = cell
+        self.reads: list[tuple[int, threading.Thread, list[int | None]]] = []
+
+    def record_strategy(self, *args: Any, **kwargs: Any) -> Recorded | None:
+        recorded = super().record_strategy(*args, **kwargs)
+        assert recorded is not None
+        got: list[int | None] = []
+
+        def read() -> None:
+            snapshot = self.cell.read(timeout=5)
+            got.append(snapshot.completed if snapshot else None)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        # Give a reader that does not wait for the publication time to answer
+        # the old snapshot; one that waits is still blocked when this returns.
+        reader.join(0.05)
+        self.reads.append((recorded.completed, reader, got))
+        return recorded
+
+
+def test_a_reader_never_sees_less_than_what_redis_already_holds(
+    executor: ThreadPoolExecutor,
+) -> None:
+    """A read of the cell made while a write lands shows that write's progress."""
+    strategies = [FakeStrategy(name) for name in "abcd"]
+    params = ScanParams(tuple(s.name for s in strategies), ("SYM0",), "1h")
+    created = now_iso()
+    job = ScanJob("scan_" + "c" * 32, USER, params, 1, created, created)
+    cell = SnapshotCell(first_snapshot(job))
+    store, recorder = ReadingStore(cell), Recorder()
+    store.create(NewScan(job.scan_id, USER, params, created, "test:1"), 10_000)
+    by_name = {s.name: s for s in strategies}
+    deps = ScanDeps(store, executor, by_name, market(), recorder, 60, 200, immediate)  # type: ignore[arg-type]
+    ScanActor.start(job, deps, cell)
+    assert recorder.done.wait(10)
+    behind = []
+    for durable, reader, got in store.reads:
+        reader.join(5)
+        if got[0] is None or got[0] < durable:
+            behind.append((durable, got[0]))
+    assert 4 == len(store.reads)
+    assert [] == behind, "(held by Redis, answered by the cell) while the write landed"
+
+
+def test_a_reader_gives_up_on_a_write_that_takes_too_long() -> None:
+    """A write stuck past the reader's timeout answers `CellBusy` (503), not a stale snapshot."""
+    created = now_iso()
+    params = ScanParams(("a",), ("SYM0",), "1h")
+    job = ScanJob("scan_" + "d" * 32, USER, params, 1, created, created)
+    cell = SnapshotCell(first_snapshot(job))
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            cell.read(timeout=0.01)
+        except CellBusy as exc:
+            outcome.append(exc)
+
+    with cell.writing():
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(5)
+    assert [CellBusy] == [type(e) for e in outcome]
+    after = cell.read(timeout=1)
+    assert after is not None
+    assert 0 == after.completed
+
+
+class BrokenStore(FakeStore):
+    def record_strategy(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug, not an outage")
+
+
+def test_an_actor_that_fails_records_its_scan_as_failed(executor: ThreadPoolExecutor) -> None:
+    """A bug in the actor ends the scan `failed`, instead of leaving a dead owner behind."""
+    store, recorder = BrokenStore(), Recorder()
+    started = start(store, [FakeStrategy("a")], executor, recorder)
+    assert recorder.done.wait(10)
+    stored = store.records[started.job.scan_id].snapshot
+    assert (ScanStatus.FAILED, "internal error") == (stored.status, stored.error)
+    assert stored == started.cell.read(timeout=1)
+
+
+class BrokenEverywhere(BrokenStore):
+    def finish(self, *args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("a bug, not an outage")
+
+
+def test_an_actor_that_fails_and_cannot_record_it_gives_its_scan_up(
+    executor: ThreadPoolExecutor,
+) -> None:
+    """When even the failure cannot be recorded, the scan goes back to Redis's lease keeping."""
+    store, recorder = BrokenEverywhere(), Recorder()
+    started = start(store, [FakeStrategy("a")], executor, recorder)
+    assert recorder.done.wait(10)
+    assert [started.job.scan_id] == recorder.released
+    assert None is started.cell.read(timeout=1)

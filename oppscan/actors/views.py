@@ -1,0 +1,171 @@
+"""What the actors publish for request threads to read without asking them.
+
+An actor stays the only writer of its state; it publishes immutable values
+that any thread reads in well under a microsecond, instead of a pykka ask
+(a future, a queue and two thread hand-offs on every status poll).
+
+- `SnapshotCell`: one scan's snapshot, published by its ScanActor. The actor
+  holds the cell across a Redis write and the publication of the progress it
+  made durable, so a reader never sees the snapshot from before a write that
+  another worker may already have read back from Redis.
+- `RegistryView`: the scans this worker owns (published whole by the
+  RegistryActor on every change) and the cache of finished scans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from cachetools import TLRUCache
+
+from oppscan.metrics import CACHE_LOOKUPS
+from oppscan.model import ScanSnapshot, parse_iso
+
+CACHE_HIT = CACHE_LOOKUPS.labels("hit")
+CACHE_MISS = CACHE_LOOKUPS.labels("miss")
+
+
+class CellBusy(Exception):
+    """The scan's actor held its cell longer than the reader would wait (a slow write)."""
+
+
+class SnapshotCell:
+    """A scan's latest durable snapshot, written by its actor, read by anyone."""
+
+    def __init__(self, snapshot: ScanSnapshot) -> None:
+        self._lock = threading.Lock()
+        self._snapshot = snapshot
+        self._owned = True
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held by the actor from a Redis write until it published what the write made durable."""
+        with self._lock:
+            yield
+
+    def publish(self, snapshot: ScanSnapshot) -> None:
+        self._snapshot = snapshot
+
+    def disown(self) -> None:
+        """The actor no longer owns the scan (released, fenced or stopped): readers go to Redis.
+
+        A terminal snapshot stays readable: it is what Redis holds, for good.
+        """
+        with self._lock:
+            self._owned = False
+
+    def read(self, timeout: float) -> ScanSnapshot | None:
+        """The snapshot, or None when the actor gave the scan up."""
+        if not self._lock.acquire(timeout=timeout):
+            raise CellBusy
+        try:
+            snapshot = self._snapshot
+            return snapshot if self._owned or snapshot.status.terminal else None
+        finally:
+            self._lock.release()
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A scan this worker runs: its actor, its cell, and how long its lease surely holds."""
+
+    proxy: Any  # a ScanActor proxy, for cancel and hand-off
+    cell: SnapshotCell
+    epoch: int
+    lease_until: float  # monotonic
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where a scan id can be answered from in this worker, if anywhere."""
+
+    local: Owned | None = None
+    cached: ScanSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Sizes only: hits and misses are counted in `oppscan_registry_cache_total`."""
+
+    size: int
+    local: int
+
+
+class RegistryView:
+    """The registry's published state: owned scans, and a TLRU cache of finished ones.
+
+    The cache holds terminal snapshots, for no longer than their retention; never
+    a miss, never a running scan's progress. Its lock is held for a dict
+    operation at a time.
+    """
+
+    def __init__(self, cache_ttl: float, cache_size: int, result_ttl: int) -> None:
+        self._owned: Mapping[str, Owned] = MappingProxyType({})
+        self._cache_ttl = cache_ttl
+        self._result_ttl = result_ttl
+        self._cache: TLRUCache[str, ScanSnapshot] = TLRUCache(
+            maxsize=cache_size, ttu=self._expires, timer=time.monotonic
+        )
+        self._cache_lock = threading.Lock()
+
+    # -- read by anyone --------------------------------------------------------
+
+    def resolve(self, scan_id: str) -> Resolution:
+        """The local scan while our lease surely holds; else the cache; else nothing.
+
+        A worker that was paused past its lease must not answer from its actor:
+        another worker may own the scan now, with more progress.
+        """
+        owned = self._owned.get(scan_id)
+        if owned is not None and time.monotonic() < owned.lease_until:
+            return Resolution(local=owned)
+        with self._cache_lock:
+            cached = self._cache.get(scan_id)
+        if cached is None:
+            CACHE_MISS.inc()
+            return Resolution()
+        CACHE_HIT.inc()
+        return Resolution(cached=cached)
+
+    def owned(self) -> Mapping[str, Owned]:
+        return self._owned
+
+    def leases(self) -> tuple[tuple[str, int], ...]:
+        """(scan id, epoch) of every scan this worker owns."""
+        return tuple((scan_id, owned.epoch) for scan_id, owned in self._owned.items())
+
+    def remember(self, snapshot: ScanSnapshot) -> None:
+        """Cache a terminal snapshot; keep one that already carries results."""
+        if not snapshot.status.terminal or self._retention_left(snapshot) <= 0:
+            return
+        with self._cache_lock:
+            known = self._cache.get(snapshot.scan_id)
+            if known is None or known.results is None or snapshot.results is not None:
+                self._cache[snapshot.scan_id] = snapshot
+
+    def stats(self) -> CacheStats:
+        with self._cache_lock:
+            size = len(self._cache)
+        return CacheStats(size, len(self._owned))
+
+    # -- written by the RegistryActor only ------------------------------------
+
+    def publish(self, owned: Mapping[str, Owned]) -> None:
+        self._owned = MappingProxyType(dict(owned))
+
+    # -- cache policy ------------------------------------------------------------
+
+    def _expires(self, _key: str, snapshot: ScanSnapshot, now: float) -> float:
+        return now + min(self._cache_ttl, self._retention_left(snapshot))
+
+    def _retention_left(self, snapshot: ScanSnapshot) -> float:
+        if snapshot.completed_at is None:
+            return 0.0
+        age = time.time() - parse_iso(snapshot.completed_at).timestamp()
+        return self._result_ttl - age
