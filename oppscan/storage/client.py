@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -50,6 +51,43 @@ def connect(url: str, timeout: float) -> redis.Redis:
         retry_on_timeout=False,
         max_connections=64,
     )
+
+
+class ThreadConnections:
+    """One redis-py connection per thread, for the request path's single reads.
+
+    Checking a connection out of the pool and back in, and the client's retry
+    and observability wrappers, cost more CPU than the round trip itself
+    (`benchmarks/README.md`). Each request thread keeps its own connection,
+    made with the pool's settings (timeouts, TLS, credentials, health checks);
+    any error drops it, and the thread's next call connects again.
+    """
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self._pool = pool
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def execute(self, *args: str | bytes) -> Any:
+        """One command and its reply, unparsed (lists and bytes, as Redis sent them)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            with self._lock:
+                self._open.add(conn)
+        try:
+            conn.send_command(*args)
+            return conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            open_now = list(self._open)
+        for conn in open_now:
+            conn.disconnect()
 
 
 @dataclass

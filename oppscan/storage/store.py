@@ -16,7 +16,7 @@ import redis
 
 from oppscan.model import ScanJob, ScanParams, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.storage import scripts
-from oppscan.storage.client import OUTAGE_ERRORS, CircuitBreaker
+from oppscan.storage.client import OUTAGE_ERRORS, CircuitBreaker, ThreadConnections
 from oppscan.storage.keys import Keys
 
 T = TypeVar("T")
@@ -93,6 +93,7 @@ class Recorded:
 class ScanStore:
     def __init__(self, client: redis.Redis, keys: Keys, breaker: CircuitBreaker) -> None:
         self._client = client
+        self._reads = ThreadConnections(client.connection_pool)
         self._keys = keys
         self.breaker = breaker
         self._create = client.register_script(scripts.CREATE)
@@ -112,6 +113,7 @@ class ScanStore:
         return self._keys
 
     def close(self) -> None:
+        self._reads.close()
         self._client.close()
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -209,7 +211,8 @@ class ScanStore:
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
         names = RESULT_FIELDS if with_results else STATUS_FIELDS
-        raw = self._call(lambda: self._client.hmget(self._keys.scan(scan_id), names))
+        key = self._keys.scan(scan_id)
+        raw = self._call(lambda: self._reads.execute("HMGET", key, *names))
         return _snapshot(scan_id, dict(zip(names, raw, strict=True)))
 
     def record_strategy(
