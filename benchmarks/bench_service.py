@@ -375,6 +375,7 @@ def profile_run(
     bench: Bench, server: Gunicorn, label: str, drive: Callable[[Gunicorn], Load]
 ) -> None:
     """Start a probed server, let `drive` load it, stop it, and print where its CPU went."""
+    server.connections = bench.args.connections
     server.start()
     try:
         before = server.cpu_seconds()
@@ -440,7 +441,7 @@ def profiles(bench: Bench, scan_id: str) -> None:
 # -- the run ---------------------------------------------------------------------------
 
 
-def start_servers(stack: ExitStack, redis_url: str, work: Path) -> Servers:
+def start_servers(stack: ExitStack, redis_url: str, work: Path, connections: int) -> Servers:
     started: list[Gunicorn] = []
     for server in (
         oppscan_server("owner", redis_url, work, 1, **SLOW),
@@ -448,6 +449,7 @@ def start_servers(stack: ExitStack, redis_url: str, work: Path) -> Servers:
         hello_server("hello2", work, 2),
         hello_server("hello1", work, 1),
     ):
+        server.connections = connections
         stack.callback(server.stop)
         started.append(server.start())
     return Servers(*started)
@@ -468,7 +470,7 @@ def stop_all(servers: Servers) -> None:
 
 
 def run(bench: Bench, stack: ExitStack) -> None:
-    servers = start_servers(stack, bench.redis_url, bench.work)
+    servers = start_servers(stack, bench.redis_url, bench.work, bench.args.connections)
     scan_id = long_scan(bench, servers)
 
     def alone() -> None:

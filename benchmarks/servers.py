@@ -38,6 +38,8 @@ class Gunicorn:
     ready_path: str
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # Spread this many client connections evenly over the workers (None: let the kernel).
+    connections: int | None = None
 
     @property
     def url(self) -> str:
@@ -50,6 +52,12 @@ class Gunicorn:
     def start(self, timeout: float = 30.0) -> Gunicorn:
         self.directory.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
+        if self.connections:
+            # The kernel gives a burst of new connections to whichever worker
+            # accepts first: without a cap, wrk's 16 often all went to one
+            # worker, on either side, and a run measured one worker, not two.
+            per_worker = -(-self.connections // self.workers)
+            env["GUNICORN_CMD_ARGS"] = f"--worker-connections={per_worker}"
         argv = [*self.argv, "--bind", f"127.0.0.1:{self.port}"]
         self.process = spawn(argv, self.log_path, env, cwd=self._cwd())
         self._wait_ready(timeout)

@@ -9,14 +9,13 @@ tried with the algorithms of its own kind.
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from cachetools import TTLCache
 
 from oppscan.settings import Settings
 
@@ -56,18 +55,19 @@ class VerificationKey:
 class TokenVerifier:
     """Accepts a token signed by any of `keys`, each with its own algorithms.
 
-    A verified token is remembered (until its `exp`, at most a minute) so that a
-    client polling with the same token pays the signature check once a minute.
+    A verified token is remembered (the last 10 000, per worker) and trusted
+    until its `exp`, so a client polling with the same token pays the signature
+    check once. A token that fails is checked again each time it is sent.
     """
 
     keys: Sequence[VerificationKey]
     audience: str | None = None
     issuer: str | None = None
     leeway: float = 30.0
-    _verified: TTLCache[str, tuple[str, float]] = field(
-        default_factory=lambda: TTLCache(maxsize=10_000, ttl=60.0), repr=False, compare=False
-    )
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _remembered: Callable[[str], tuple[str, float]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_remembered", functools.lru_cache(maxsize=10_000)(self._verify))
 
     @classmethod
     def hmac(cls, secrets: Sequence[str], **options: Any) -> TokenVerifier:
@@ -88,13 +88,9 @@ class TokenVerifier:
         return cls(keys, settings.jwt_audience, settings.jwt_issuer)
 
     def user_of(self, token: str) -> str:
-        with self._lock:
-            known = self._verified.get(token)
-        if known is not None and known[1] + self.leeway > time.time():
-            return known[0]
-        user, expires = self._verify(token)
-        with self._lock:
-            self._verified[token] = (user, expires)
+        user, expires = self._remembered(token)
+        if expires + self.leeway <= time.time():
+            raise InvalidToken("ExpiredSignatureError")
         return user
 
     def _verify(self, token: str) -> tuple[str, float]:

@@ -47,6 +47,26 @@ def test_expired_token_is_refused() -> None:
         TokenVerifier.hmac([SECRET]).user_of(token)
 
 
+def test_a_remembered_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signature is checked once per token; its `exp` on every request."""
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: object, **kwargs: object) -> object:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    verifier = TokenVerifier.hmac([SECRET], leeway=0)
+    token = issue_token(SECRET, "alice", ttl=60)
+    assert ["alice"] * 3 == [verifier.user_of(token) for _ in range(3)]
+    assert 1 == len(decoded)
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(InvalidToken):
+        verifier.user_of(token)
+
+
 def test_small_clock_skew_is_allowed() -> None:
     """A token that expired a few seconds ago still passes (clock skew)."""
     token = jwt.encode(claims(exp=int(time.time()) - 5), SECRET, algorithm="HS256")
