@@ -290,14 +290,28 @@ def cache_path(bench: Bench, servers: Servers) -> None:
 
 
 def busy_latency(bench: Bench, servers: Servers, scan_id: str) -> None:
-    """5: status p99 while CPU-bound scans run, against its p99 with none running."""
+    """5: status p99 while CPU-bound scans run, against its p99 with none running:
+    strategies on threads (the default), then in child processes (5b)."""
+    busy_figure(bench, servers.main, servers.hello2, scan_id, "5", "strategy threads")
+    spawning = oppscan_server("procs", bench.redis_url, bench.work, 2, strategy_processes="2")
+    spawning.connections = bench.args.connections
+    spawning.start()
+    try:
+        busy_figure(bench, spawning, servers.hello2, scan_id, "5b", "2 strategy processes")
+    finally:
+        spawning.stop()
+
+
+def busy_figure(
+    bench: Bench, server: Gunicorn, baseline: Gunicorn, scan_id: str, key: str, how: str
+) -> None:
     poller = PythonClient(connections=4, interval=0.02)
-    url = servers.main.url + status_path(scan_id)
+    url = server.url + status_path(scan_id)
     seconds = 2 * bench.args.seconds
     idle = poller.run(url, bench.token, seconds)
-    hello = poller.run(servers.hello2.url + HELLO, None, seconds)
-    symbols = tuple(Api(servers.main.url, bench.token).symbols())
-    spec = BusySpec(servers.main.url, bench.redis_url, symbols, bench.args.busy, token)
+    hello = poller.run(baseline.url + HELLO, None, seconds)
+    symbols = tuple(Api(server.url, bench.token).symbols())
+    spec = BusySpec(server.url, bench.redis_url, symbols, bench.args.busy, token)
     busy = BusyScans(spec).start()
     busy.sample(True)
     loaded = poller.run(url, bench.token, seconds)
@@ -306,8 +320,8 @@ def busy_latency(bench: Bench, servers: Servers, scan_id: str) -> None:
     ratio = loaded.p99_ms / idle.p99_ms
     bench.add(
         Figure(
-            key="5",
-            name=f"status p99, {bench.args.busy} CPU-bound scans",
+            key=key,
+            name=f"status p99, {bench.args.busy} CPU-bound scans, {how}",
             value=loaded.p99_ms,
             unit="ms",
             baseline=idle.p99_ms,

@@ -10,7 +10,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ import pykka
 from oppscan.actors import RegistryActor, RegistryView
 from oppscan.actors.scan import Registrar, ScanDeps, schedule_with_timer
 from oppscan.actors.steward import Steward
+from oppscan.actors.strategy_run import ProcessStrategyPool, StrategyPool, ThreadStrategyPool
 from oppscan.logs import get_logger
 from oppscan.market import MarketData, load_market
 from oppscan.settings import Settings, worker_name
@@ -34,7 +34,7 @@ class Runtime:
     store: ScanStore
     market: MarketData
     strategies: Mapping[str, Strategy]
-    executor: ThreadPoolExecutor
+    pool: StrategyPool
     registry: Any  # RegistryActor proxy: the one writer of `view`
     view: RegistryView
     worker: str
@@ -42,20 +42,19 @@ class Runtime:
 
 
 def start_runtime(settings: Settings) -> Runtime:
-    """Store, market, strategies, executor, the registry actor, then the steward."""
+    """Store, market, strategies, their pool, the registry actor, then the steward."""
     if settings.redis_url is None:
         raise RuntimeError("no Redis URL: set OPPSCAN_REDIS_URL or run `oppscan serve`")
     store = open_store(settings.redis_url, settings.key_prefix, settings.redis_timeout)
     market = load_market(settings.market, settings.synthetic_latency_ms)
     strategies = available_strategies()
-    executor = ThreadPoolExecutor(settings.strategy_threads, thread_name_prefix="strategy")
+    pool = strategy_pool(settings, strategies, market)
 
     def deps_for(registrar: Registrar) -> ScanDeps:
         return ScanDeps(
             store=store,
-            executor=executor,
-            strategies=strategies,
-            market=market,
+            pool=pool,
+            strategies=frozenset(strategies),
             registrar=registrar,
             result_ttl=settings.result_ttl,
             results_cap=settings.results_cap,
@@ -75,19 +74,30 @@ def start_runtime(settings: Settings) -> Runtime:
         settings.ask_timeout,
     ).start()
     log.info("runtime_started", market=market.name, strategies=len(strategies))
-    return Runtime(settings, store, market, strategies, executor, registry, view, worker, steward)
+    return Runtime(settings, store, market, strategies, pool, registry, view, worker, steward)
 
 
 def stop_runtime(runtime: Runtime, timeout: float = 5.0) -> None:
-    """Steward, then scans (handing their leases off), registry, executor, store."""
+    """Steward, then scans (handing their leases off), registry, strategy pool, store."""
     if runtime.steward is not None:
         runtime.steward.stop(timeout)
     with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
         _hand_off([owned.proxy for owned in runtime.view.owned().values()], runtime.settings)
         runtime.registry.actor_ref.stop(block=True, timeout=timeout)
-    runtime.executor.shutdown(wait=False, cancel_futures=True)
+    runtime.pool.shutdown()
     runtime.store.close()
     log.info("runtime_stopped")
+
+
+def strategy_pool(
+    settings: Settings, strategies: Mapping[str, Strategy], market: MarketData
+) -> StrategyPool:
+    """Child processes when `strategy_processes` is set (CPU-bound strategies), else threads."""
+    if settings.strategy_processes:
+        return ProcessStrategyPool(
+            settings.strategy_processes, settings.market, settings.synthetic_latency_ms
+        )
+    return ThreadStrategyPool(settings.strategy_threads, strategies, market)
 
 
 def _hand_off(scans: Sequence[Any], settings: Settings) -> None:

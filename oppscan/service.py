@@ -13,12 +13,24 @@ from typing import Any, Literal
 import pykka
 
 from oppscan.actors import CellBusy, Owned, SnapshotCell
+from oppscan.logs import get_logger
 from oppscan.metrics import SCAN_READS, SCANS_STARTED
 from oppscan.model import ScanJob, ScanParams, ScanSnapshot, ScanStatus, new_scan_id, now_iso
 from oppscan.runtime import Runtime
 from oppscan.storage import NewScan, StoreUnavailable
 
+log = get_logger("oppscan.service")
+
 Source = Literal["actor", "cache", "store"]
+# Why a read was answered from where it was (logged with not-found answers):
+LookupMethod = Literal[
+    "owner_snapshot",  # this worker runs the scan and surely holds its lease
+    "cache",  # a finished scan this worker has seen
+    "scan_hash",  # neither: one read of the scan's hash in Redis
+    "scan_hash_lease_unsure",  # ours, but our lease may have lapsed (a paused worker)
+    "scan_hash_owner_gone",  # ours until our actor gave the scan up meanwhile
+    "scan_hash_for_results",  # cached without its results document
+]
 # The labelled children, looked up once: `labels()` costs more than `inc()`.
 READS = {
     (source, outcome): SCAN_READS.labels(source, outcome)
@@ -70,6 +82,16 @@ class Discovered:
 class Answer:
     snapshot: ScanSnapshot
     source: Source
+    lookup_method: LookupMethod = "owner_snapshot"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A read's outcome before the ownership check: the snapshot, if any, and how."""
+
+    snapshot: ScanSnapshot | None
+    source: Source
+    lookup_method: LookupMethod
 
 
 class ScanService:
@@ -183,35 +205,45 @@ class ScanService:
             cancelled: ScanSnapshot = self._ask(local.proxy.cancel())
         except pykka.ActorDeadError:
             return None
-        return Answer(cancelled, "actor")
+        return Answer(cancelled, "actor", "owner_snapshot")
 
     def _lookup(self, user: str, scan_id: str, with_results: bool) -> Answer:
         try:
-            answer = self._answer(scan_id, with_results)
+            found = self._find(scan_id, with_results)
         except StoreUnavailable:
             READS["store", "unavailable"].inc()
             raise
-        if answer is None or answer.snapshot.user != user:
-            READS[answer.source if answer else "store", "not_found"].inc()
+        snapshot = found.snapshot
+        if snapshot is None or snapshot.user != user:
+            READS[found.source, "not_found"].inc()
+            log.info(
+                "scan_not_found",
+                scan_id=scan_id,
+                source=found.source,
+                lookup_method=found.lookup_method,
+                failure_reason="unknown_or_expired" if snapshot is None else "other_user",
+            )
             raise ScanNotFound(scan_id)
-        READS[answer.source, "found"].inc()
-        return answer
+        READS[found.source, "found"].inc()
+        return Answer(snapshot, found.source, found.lookup_method)
 
-    def _answer(self, scan_id: str, with_results: bool) -> Answer | None:
+    def _find(self, scan_id: str, with_results: bool) -> Lookup:
         found = self._view.resolve(scan_id)
+        method: LookupMethod = "scan_hash_lease_unsure" if found.lease_unsure else "scan_hash"
         if found.local is not None:
             snapshot = self._read(found.local.cell)
             if snapshot is not None:
-                return Answer(snapshot, "actor")
+                return Lookup(snapshot, "actor", "owner_snapshot")
+            method = "scan_hash_owner_gone"
         cached = found.cached
-        if cached is not None and (cached.results is not None or not with_results):
-            return Answer(cached, "cache")
+        if cached is not None:
+            if cached.results is not None or not with_results:
+                return Lookup(cached, "cache", "cache")
+            method = "scan_hash_for_results"
         stored = self._store.read(scan_id, with_results=with_results)
-        if stored is None:
-            return None
-        if stored.status.terminal:
+        if stored is not None and stored.status.terminal:
             self._view.remember(stored)
-        return Answer(stored, "store")
+        return Lookup(stored, "store", method)
 
     # -- reading and asking actors ------------------------------------------------
 

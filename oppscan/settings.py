@@ -35,6 +35,7 @@ class Settings:
     lease_ttl: float = 10.0
     max_scans_per_worker: int = 8
     strategy_threads: int = 4
+    strategy_processes: int = 0  # > 0: strategies run in this many child processes
     data_dir: Path = Path(".oppscan")
     market: str = "synthetic"
     synthetic_latency_ms: float = 0.0
@@ -76,6 +77,7 @@ class Settings:
             lease_ttl=get.number("LEASE_TTL", cls.lease_ttl),
             max_scans_per_worker=get.integer("MAX_SCANS_PER_WORKER", cls.max_scans_per_worker),
             strategy_threads=get.integer("STRATEGY_THREADS", cls.strategy_threads),
+            strategy_processes=get.integer("STRATEGY_PROCESSES", cls.strategy_processes, minimum=0),
             data_dir=Path(get.text("DATA_DIR") or cls.data_dir),
             market=get.text("MARKET") or cls.market,
             synthetic_latency_ms=get.number("SYNTHETIC_LATENCY_MS", 0.0, minimum=0.0),

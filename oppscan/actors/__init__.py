@@ -3,7 +3,13 @@ and the views they publish for request threads."""
 
 from oppscan.actors.registry import RegistryActor
 from oppscan.actors.scan import Registrar, ScanActor, ScanDeps, first_snapshot
-from oppscan.actors.strategy_run import ScanFailure, run_strategy
+from oppscan.actors.strategy_run import (
+    ProcessStrategyPool,
+    ScanFailure,
+    StrategyPool,
+    ThreadStrategyPool,
+    run_strategy,
+)
 from oppscan.actors.views import (
     CacheStats,
     CellBusy,
@@ -18,6 +24,7 @@ __all__ = [
     "CacheStats",
     "CellBusy",
     "Owned",
+    "ProcessStrategyPool",
     "Registrar",
     "RegistryActor",
     "RegistryView",
@@ -27,6 +34,8 @@ __all__ = [
     "ScanFailure",
     "ScanJob",
     "SnapshotCell",
+    "StrategyPool",
+    "ThreadStrategyPool",
     "first_snapshot",
     "run_strategy",
 ]

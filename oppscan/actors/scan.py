@@ -1,6 +1,6 @@
 """ScanActor: owns one running scan, its strategies and its durable state.
 
-Strategies run on the worker's executor and report back by message. Every
+Strategies run on the worker's strategy pool and report back by message. Every
 result is written through to Redis (fenced by epoch) on the actor's own thread,
 and only then published to the scan's `SnapshotCell`, which request threads
 read without asking the actor. The actor holds the cell across the write and
@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future
+from collections.abc import Callable, Collection
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Protocol
 
 import pykka
 
-from oppscan.actors.strategy_run import ScanFailure, run_strategy
+from oppscan.actors.strategy_run import ScanFailure, StrategyPool
 from oppscan.actors.views import SnapshotCell
 from oppscan.logs import get_logger
-from oppscan.market import MarketData
-from oppscan.metrics import LEASES, SCANS_FINISHED
+from oppscan.metrics import LEASES, SCANS_FINISHED, STRATEGY_SECONDS
 from oppscan.model import ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.results import build_results
 from oppscan.storage import Recorded, ScanStore, StoreUnavailable
-from oppscan.strategies import Strategy, StrategyContext
 
 MIN_RETRY = 0.05
 MAX_RETRY = 2.0
@@ -47,9 +45,8 @@ class ScanDeps:
     """What every scan actor of a worker shares."""
 
     store: ScanStore
-    executor: Executor
-    strategies: Mapping[str, Strategy]
-    market: MarketData
+    pool: StrategyPool
+    strategies: Collection[str]  # the names installed here
     registrar: Registrar
     result_ttl: int
     results_cap: int
@@ -88,6 +85,7 @@ class ScanActor(pykka.ThreadingActor):
         self._unsaved: list[StrategyResult] = []
         self._futures: dict[str, Future[StrategyResult | ScanFailure]] = {}
         self._outstanding: set[str] = set()  # submitted, not yet reported
+        self._resubmitted: set[str] = set()  # lost once with their process already
         self._releasing = False
         self._finished = False
         self._stopped = threading.Event()
@@ -102,19 +100,15 @@ class ScanActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         proxy = self.actor_ref.proxy()
-        ctx = StrategyContext(
-            self._deps.market, self._job.params.symbols, self._job.params.timeframe
-        )
         for name in self._job.params.strategies:
-            strategy = self._deps.strategies.get(name)
             if name in self._durable:
                 continue
-            if strategy is None:
+            if name not in self._deps.strategies:
                 # Resumed on a worker without this plugin: say so, and go on.
                 missing = "strategy is not installed on this worker"
                 self._unsaved.append(StrategyResult(name, "error", (), 0, missing))
             else:
-                self._submit(proxy, strategy, ctx)
+                self._submit(proxy, name)
         self._log.info("scan_started", remaining=len(self._futures), resumed=len(self._durable))
         if self._job.cancel_requested:
             self._close(ScanStatus.CANCELLED, "cancelled by request")
@@ -145,11 +139,12 @@ class ScanActor(pykka.ThreadingActor):
             self._deps.registrar.scan_released(self._job.scan_id)
         self.on_stop()
 
-    def _submit(self, proxy: Any, strategy: Strategy, ctx: StrategyContext) -> None:
-        future = self._deps.executor.submit(run_strategy, strategy, ctx, self._job.scan_id)
-        future.add_done_callback(lambda f: _report(proxy, f))
-        self._futures[strategy.name] = future
-        self._outstanding.add(strategy.name)
+    def _submit(self, proxy: Any, name: str) -> None:
+        params = self._job.params
+        future = self._deps.pool.submit(name, params.symbols, params.timeframe, self._job.scan_id)
+        future.add_done_callback(lambda f: _report(proxy, name, f))
+        self._futures[name] = future
+        self._outstanding.add(name)
 
     # -- asked -----------------------------------------------------------
 
@@ -161,6 +156,18 @@ class ScanActor(pykka.ThreadingActor):
         return self._snapshot
 
     # -- told ------------------------------------------------------------
+
+    def strategy_lost(self, name: str, error: str) -> None:
+        """The process running `name` died (an OOM kill): run it once more, then give up."""
+        if self._releasing or self._closing is not None or self._released:
+            self._outstanding.discard(name)  # a successor runs it, or nobody needs it
+            self._finish_release_when_idle()
+        elif name not in self._resubmitted:
+            self._resubmitted.add(name)
+            self._log.warning("strategy_resubmitted", strategy=name, failure_reason=error)
+            self._submit(self.actor_ref.proxy(), name)
+        else:
+            self.strategy_done(StrategyResult(name, "error", (), 0, error))
 
     def strategy_done(self, outcome: StrategyResult | ScanFailure) -> None:
         name = outcome.strategy if isinstance(outcome, ScanFailure) else outcome.name
@@ -175,6 +182,7 @@ class ScanActor(pykka.ThreadingActor):
             )
             self._close(ScanStatus.FAILED, outcome.error)
         else:
+            STRATEGY_SECONDS.labels(outcome.name, outcome.status).observe(outcome.duration_ms / 1e3)
             self._unsaved.append(outcome)
         self._advance()
         self._finish_release_when_idle()
@@ -343,12 +351,16 @@ class ScanActor(pykka.ThreadingActor):
         self._retry_delay = min(MAX_RETRY, self._retry_delay * 2)
 
 
-def _report(proxy: Any, future: Future[StrategyResult | ScanFailure]) -> None:
+def _report(proxy: Any, name: str, future: Future[StrategyResult | ScanFailure]) -> None:
     if future.cancelled():
         return
     # The scan may have finished or stopped meanwhile; then nobody needs the news.
     with contextlib.suppress(pykka.ActorDeadError):
-        proxy.strategy_done.defer(future.result())
+        lost = future.exception()  # run_strategy never raises: its process died
+        if lost is None:
+            proxy.strategy_done.defer(future.result())
+        else:
+            proxy.strategy_lost.defer(name, f"{type(lost).__name__}: {lost}")
 
 
 def _tell_retry(proxy: Any) -> None:

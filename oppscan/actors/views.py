@@ -87,6 +87,7 @@ class Resolution:
 
     local: Owned | None = None
     cached: ScanSnapshot | None = None
+    lease_unsure: bool = False  # owned here, but the lease may have lapsed meanwhile
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,9 @@ class RegistryView:
             cached = self._cache.get(scan_id)
         if cached is None:
             CACHE_MISS.inc()
-            return Resolution()
-        CACHE_HIT.inc()
-        return Resolution(cached=cached)
+        else:
+            CACHE_HIT.inc()
+        return Resolution(cached=cached, lease_unsure=owned is not None)
 
     def owned(self) -> Mapping[str, Owned]:
         return self._owned

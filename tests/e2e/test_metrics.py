@@ -1,8 +1,11 @@
-"""`/metrics` aggregates every gunicorn worker (prometheus_client multiprocess mode)."""
+"""`/metrics` aggregates every gunicorn worker (prometheus_client multiprocess mode); logs
+are JSON lines with the request id."""
 
 from __future__ import annotations
 
+import json
 import re
+import time
 
 import requests
 
@@ -42,3 +45,65 @@ def test_metrics_count_requests_of_every_worker(server: GunicornServer) -> None:
     assert sent == total(text, "oppscan_scan_reads_total", source="store", outcome="not_found")
     assert len(workers) >= 2
     assert re.search(r"^oppscan_registry_cache_total\{.*result=\"miss\"", text, re.M)
+
+
+def wait_finished(server: GunicornServer, headers: dict[str, str], scan_id: str) -> str:
+    url = f"{server.url}/api/v1/opportunities/status/{scan_id}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = str(requests.get(url, headers=headers, timeout=10).json()["status"])
+        if status in ("complete", "failed", "cancelled"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{scan_id} did not finish within 60 s")
+
+
+def test_metrics_follow_a_scan_through_its_life(server: GunicornServer) -> None:
+    """A finished scan shows up as started, finished, and one duration per strategy."""
+    headers = {"Authorization": f"Bearer {server.token('noor')}"}
+    strategies = requests.get(f"{server.url}/api/v1/strategies", headers=headers, timeout=10)
+    names = [s["name"] for s in strategies.json()["strategies"]][:4]
+    body = {"strategies": names, "symbols": ["BTC-USD", "ETH-USD"], "timeframe": "1h"}
+    started = requests.post(
+        f"{server.url}/api/v1/opportunities/discover", json=body, headers=headers, timeout=10
+    )
+    assert 202 == started.status_code
+    assert "complete" == wait_finished(server, headers, started.json()["scan_id"])
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert 1 == total(text, "oppscan_scans_started_total", kind="scanning")
+    assert 1 == total(text, "oppscan_scans_finished_total", status="complete")
+    per_strategy = [
+        total(text, "oppscan_strategy_duration_seconds_count", strategy=name) for name in names
+    ]
+    assert [1.0] * len(names) == per_strategy
+    assert 0 == total(text, "oppscan_scans_running")
+
+
+def test_a_not_found_answer_is_logged_with_how_it_was_looked_up(server: GunicornServer) -> None:
+    """One JSON line says which scan, worker, request and lookup ended in `not_found`."""
+    unknown = "scan_" + "e" * 32
+    resp = requests.get(
+        f"{server.url}/api/v1/opportunities/status/{unknown}",
+        headers={"Authorization": f"Bearer {server.token('omar')}", "X-Request-ID": "trace-42"},
+        timeout=10,
+    )
+    assert 404 == resp.status_code
+    deadline = time.monotonic() + 10
+    found: list[dict[str, object]] = []
+    while not found and time.monotonic() < deadline:
+        for line in server.log_text().splitlines():
+            if line.startswith("{") and '"scan_not_found"' in line:
+                found.append(json.loads(line))
+        if not found:
+            time.sleep(0.05)
+    assert 1 == len(found)
+    event = found[0]
+    assert {
+        "event": "scan_not_found",
+        "scan_id": unknown,
+        "request_id": "trace-42",
+        "worker": resp.headers["X-Served-By"],
+        "source": "store",
+        "lookup_method": "scan_hash",
+        "failure_reason": "unknown_or_expired",
+    }.items() <= event.items()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import falcon.testing
 import pytest
 
-from oppscan.actors import RegistryActor, RegistryView, ScanDeps
+from oppscan.actors import RegistryActor, RegistryView, ScanDeps, ThreadStrategyPool
 from oppscan.actors.scan import Registrar
 from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
@@ -35,19 +34,19 @@ def store() -> FakeStore:
 @pytest.fixture
 def client(store: FakeStore) -> Iterator[falcon.testing.TestClient]:
     GATE.clear()
-    executor = ThreadPoolExecutor(2)
+    pool = ThreadStrategyPool(2, STRATEGIES, market())
 
     def deps_for(registrar: Registrar) -> ScanDeps:
-        return ScanDeps(store, executor, STRATEGIES, market(), registrar, 60, 200, immediate)  # type: ignore[arg-type]
+        return ScanDeps(store, pool, set(STRATEGIES), registrar, 60, 200, immediate)  # type: ignore[arg-type]
 
     view = RegistryView(60.0, 100, 60)
     registry = RegistryActor.start(view, deps_for).proxy()
     settings = Settings(redis_url="redis://unused")
-    runtime = Runtime(settings, store, market(), STRATEGIES, executor, registry, view, "unit:1")  # type: ignore[arg-type]
+    runtime = Runtime(settings, store, market(), STRATEGIES, pool, registry, view, "unit:1")  # type: ignore[arg-type]
     deps = ApiDeps(ScanService(runtime), STRATEGIES, ("SYM0", "SYM1"), store.ping, "unit:1")
     yield falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
     GATE.set()
-    executor.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown()
 
 
 def auth(user: str = "alice") -> dict[str, str]:

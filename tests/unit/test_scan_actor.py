@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 import pytest
 
-from oppscan.actors import CellBusy, ScanActor, ScanDeps, ScanJob, SnapshotCell, first_snapshot
+from oppscan.actors import (
+    CellBusy,
+    ScanActor,
+    ScanDeps,
+    ScanJob,
+    SnapshotCell,
+    ThreadStrategyPool,
+    first_snapshot,
+)
 from oppscan.market import MarketDataError
 from oppscan.model import ScanParams, ScanStatus, now_iso
 from oppscan.storage import NewScan, Recorded
@@ -20,11 +27,24 @@ from tests.fakes import FakeStore, FakeStrategy, Recorder, immediate, market, sk
 USER = "alice"
 
 
+class Pools:
+    """Thread strategy pools made for one test, shut down after it."""
+
+    def __init__(self) -> None:
+        self.made: list[ThreadStrategyPool] = []
+
+    def make(self, strategies: Sequence[FakeStrategy]) -> ThreadStrategyPool:
+        pool = ThreadStrategyPool(4, {s.name: s for s in strategies}, market())
+        self.made.append(pool)
+        return pool
+
+
 @pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(4)
-    yield pool
-    pool.shutdown(wait=False, cancel_futures=True)
+def pools() -> Iterator[Pools]:
+    made = Pools()
+    yield made
+    for pool in made.made:
+        pool.shutdown()
 
 
 @dataclass(frozen=True)
@@ -37,7 +57,7 @@ class Started:
 def start(
     store: FakeStore,
     strategies: Sequence[FakeStrategy],
-    executor: ThreadPoolExecutor,
+    pools: Pools,
     recorder: Recorder,
     epoch: int = 1,
     outages: int = 0,
@@ -49,9 +69,8 @@ def start(
     store.outages = outages
     deps = ScanDeps(
         store=store,  # type: ignore[arg-type]
-        executor=executor,
-        strategies={s.name: s for s in strategies},
-        market=market(),
+        pool=pools.make(strategies),
+        strategies={s.name for s in strategies},
         registrar=recorder,
         result_ttl=60,
         results_cap=200,
@@ -61,10 +80,10 @@ def start(
     return Started(job, ScanActor.start(job, deps, cell), cell)
 
 
-def test_all_strategies_complete_and_results_are_stored(executor: ThreadPoolExecutor) -> None:
+def test_all_strategies_complete_and_results_are_stored(pools: Pools) -> None:
     """A scan finishes `complete` with every strategy counted and its results stored."""
     store, recorder = FakeStore(), Recorder()
-    job = start(store, [FakeStrategy("a", 2), FakeStrategy("b", 3)], executor, recorder).job
+    job = start(store, [FakeStrategy("a", 2), FakeStrategy("b", 3)], pools, recorder).job
     assert recorder.done.wait(10)
     final = recorder.finished[0]
     assert (ScanStatus.COMPLETE, 2, 2, 5) == (
@@ -77,7 +96,7 @@ def test_all_strategies_complete_and_results_are_stored(executor: ThreadPoolExec
     assert b'"opportunities_total":5' in (final.results or b"")
 
 
-def test_error_and_skipped_count_as_completed(executor: ThreadPoolExecutor) -> None:
+def test_error_and_skipped_count_as_completed(pools: Pools) -> None:
     """A raising strategy is `error`, a skipped one `skipped`; both count, the scan completes."""
     store, recorder = FakeStore(), Recorder()
     strategies = [
@@ -85,7 +104,7 @@ def test_error_and_skipped_count_as_completed(executor: ThreadPoolExecutor) -> N
         FakeStrategy("bad", raises=ValueError("boom")),
         skipping("sk"),
     ]
-    job = start(store, strategies, executor, recorder).job
+    job = start(store, strategies, pools, recorder).job
     assert recorder.done.wait(10)
     final = recorder.finished[0]
     assert (ScanStatus.COMPLETE, 3) == (final.status, final.completed)
@@ -94,22 +113,22 @@ def test_error_and_skipped_count_as_completed(executor: ThreadPoolExecutor) -> N
     assert "ValueError: boom" == stored["bad"].error
 
 
-def test_market_data_error_fails_the_scan(executor: ThreadPoolExecutor) -> None:
+def test_market_data_error_fails_the_scan(pools: Pools) -> None:
     """A bad data file fails the whole scan with its message."""
     store, recorder = FakeStore(), Recorder()
     broken = FakeStrategy("a", raises=MarketDataError("data/BAD.csv: row 3: bad number"))
-    start(store, [broken], executor, recorder)
+    start(store, [broken], pools, recorder)
     assert recorder.done.wait(10)
     final = recorder.finished[0]
     assert (ScanStatus.FAILED, "data/BAD.csv: row 3: bad number") == (final.status, final.error)
 
 
-def test_snapshot_answers_while_strategies_run(executor: ThreadPoolExecutor) -> None:
+def test_snapshot_answers_while_strategies_run(pools: Pools) -> None:
     """The cell answers at once while a strategy is still running, showing durable progress."""
     store, recorder = FakeStore(), Recorder()
     gate = threading.Event()
     cell = start(
-        store, [FakeStrategy("fast"), FakeStrategy("slow", gate=gate)], executor, recorder
+        store, [FakeStrategy("fast"), FakeStrategy("slow", gate=gate)], pools, recorder
     ).cell
     seen = []
     for _ in range(200):
@@ -126,11 +145,11 @@ def test_snapshot_answers_while_strategies_run(executor: ThreadPoolExecutor) -> 
     assert seen == sorted(seen)
 
 
-def test_cancel_stops_at_a_strategy_boundary(executor: ThreadPoolExecutor) -> None:
+def test_cancel_stops_at_a_strategy_boundary(pools: Pools) -> None:
     """Cancel records the scan as cancelled with the results that were durable."""
     store, recorder = FakeStore(), Recorder()
     gate = threading.Event()
-    ref = start(store, [FakeStrategy("held", gate=gate)], executor, recorder).ref
+    ref = start(store, [FakeStrategy("held", gate=gate)], pools, recorder).ref
     snap = ref.proxy().cancel().get(timeout=5)  # type: ignore[attr-defined]
     gate.set()
     assert ScanStatus.CANCELLED == snap.status
@@ -141,12 +160,12 @@ def test_cancel_stops_at_a_strategy_boundary(executor: ThreadPoolExecutor) -> No
     )
 
 
-def test_remote_cancel_request_is_seen_at_the_next_boundary(executor: ThreadPoolExecutor) -> None:
+def test_remote_cancel_request_is_seen_at_the_next_boundary(pools: Pools) -> None:
     """A cancel flag set in the store by another worker stops the scan after its next result."""
     store, recorder = FakeStore(), Recorder()
     first, held = threading.Event(), threading.Event()
     strategies = [FakeStrategy("first", gate=first), FakeStrategy("held", gate=held)]
-    job = start(store, strategies, executor, recorder).job
+    job = start(store, strategies, pools, recorder).job
     store.request_cancel(job.scan_id, USER)
     first.set()
     assert recorder.done.wait(10)
@@ -155,29 +174,29 @@ def test_remote_cancel_request_is_seen_at_the_next_boundary(executor: ThreadPool
     assert (ScanStatus.CANCELLED, 1) == (final.status, final.completed)
 
 
-def test_a_superseded_owner_writes_nothing(executor: ThreadPoolExecutor) -> None:
+def test_a_superseded_owner_writes_nothing(pools: Pools) -> None:
     """When the stored epoch moved on, the actor releases the scan and never finishes it."""
     store, recorder = FakeStore(), Recorder()
-    cell = start(store, [FakeStrategy("a")], executor, recorder, epoch=0).cell
+    cell = start(store, [FakeStrategy("a")], pools, recorder, epoch=0).cell
     assert recorder.done.wait(10)
     assert ([], ["scan_" + "a" * 32]) == (recorder.finished, recorder.released)
     assert ScanStatus.SCANNING == next(iter(store.records.values())).snapshot.status
     assert None is cell.read(timeout=1), "readers must go to Redis, where the new owner writes"
 
 
-def test_writes_are_retried_through_a_store_outage(executor: ThreadPoolExecutor) -> None:
+def test_writes_are_retried_through_a_store_outage(pools: Pools) -> None:
     """Results written while the store is down are kept and written once it answers."""
     store, recorder = FakeStore(), Recorder()
-    start(store, [FakeStrategy("a"), FakeStrategy("b")], executor, recorder, outages=3)
+    start(store, [FakeStrategy("a"), FakeStrategy("b")], pools, recorder, outages=3)
     assert recorder.done.wait(10)
     assert (ScanStatus.COMPLETE, 2) == (recorder.finished[0].status, recorder.finished[0].completed)
     assert 0 == store.outages
 
 
-def test_a_finished_scan_stays_readable_from_its_cell(executor: ThreadPoolExecutor) -> None:
+def test_a_finished_scan_stays_readable_from_its_cell(pools: Pools) -> None:
     """After the actor stopped, its cell still answers the terminal snapshot Redis holds."""
     store, recorder = FakeStore(), Recorder()
-    started = start(store, [FakeStrategy("a", 1)], executor, recorder)
+    started = start(store, [FakeStrategy("a", 1)], pools, recorder)
     assert recorder.done.wait(10)
     assert started.ref.actor_stopped.wait(10)
     assert store.records[started.job.scan_id].snapshot == started.cell.read(timeout=1)
@@ -210,7 +229,7 @@ class ReadingStore(FakeStore):
 
 
 def test_a_reader_never_sees_less_than_what_redis_already_holds(
-    executor: ThreadPoolExecutor,
+    pools: Pools,
 ) -> None:
     """A read of the cell made while a write lands shows that write's progress."""
     strategies = [FakeStrategy(name) for name in "abcd"]
@@ -220,8 +239,8 @@ def test_a_reader_never_sees_less_than_what_redis_already_holds(
     cell = SnapshotCell(first_snapshot(job))
     store, recorder = ReadingStore(cell), Recorder()
     store.create(NewScan(job.scan_id, USER, params, created, "test:1"), 10_000)
-    by_name = {s.name: s for s in strategies}
-    deps = ScanDeps(store, executor, by_name, market(), recorder, 60, 200, immediate)  # type: ignore[arg-type]
+    names = {s.name for s in strategies}
+    deps = ScanDeps(store, pools.make(strategies), names, recorder, 60, 200, immediate)  # type: ignore[arg-type]
     ScanActor.start(job, deps, cell)
     assert recorder.done.wait(10)
     behind = []
@@ -262,10 +281,10 @@ class BrokenStore(FakeStore):
         raise RuntimeError("a bug, not an outage")
 
 
-def test_an_actor_that_fails_records_its_scan_as_failed(executor: ThreadPoolExecutor) -> None:
+def test_an_actor_that_fails_records_its_scan_as_failed(pools: Pools) -> None:
     """A bug in the actor ends the scan `failed`, instead of leaving a dead owner behind."""
     store, recorder = BrokenStore(), Recorder()
-    started = start(store, [FakeStrategy("a")], executor, recorder)
+    started = start(store, [FakeStrategy("a")], pools, recorder)
     assert recorder.done.wait(10)
     stored = store.records[started.job.scan_id].snapshot
     assert (ScanStatus.FAILED, "internal error") == (stored.status, stored.error)
@@ -278,11 +297,11 @@ class BrokenEverywhere(BrokenStore):
 
 
 def test_an_actor_that_fails_and_cannot_record_it_gives_its_scan_up(
-    executor: ThreadPoolExecutor,
+    pools: Pools,
 ) -> None:
     """When even the failure cannot be recorded, the scan goes back to Redis's lease keeping."""
     store, recorder = BrokenEverywhere(), Recorder()
-    started = start(store, [FakeStrategy("a")], executor, recorder)
+    started = start(store, [FakeStrategy("a")], pools, recorder)
     assert recorder.done.wait(10)
     assert [started.job.scan_id] == recorder.released
     assert None is started.cell.read(timeout=1)

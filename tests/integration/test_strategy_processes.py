@@ -1,0 +1,93 @@
+"""Strategies in child processes, on a real Redis: the same results as threads, and a
+child killed with SIGKILL costs a retry, not the scan."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from oppscan.model import ScanParams, ScanStatus
+from oppscan.runtime import Runtime, start_runtime, stop_runtime
+from oppscan.service import ScanService
+from oppscan.settings import Settings
+from oppscan.strategies import available_strategies
+
+ALL = tuple(sorted(available_strategies()))
+PARAMS = ScanParams(ALL, ("BTC-USD", "ETH-USD", "SOL-USD"), "1h")
+
+
+def poll(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def run_scan(runtime: Runtime) -> dict[str, Any]:
+    service = ScanService(runtime)
+    scan_id = service.discover("alice", PARAMS, force_refresh=True).scan_id
+    poll(lambda: service.status("alice", scan_id).snapshot.status.terminal)
+    results = service.results("alice", scan_id).snapshot.results
+    assert results is not None
+    body: dict[str, Any] = json.loads(results)
+    return body
+
+
+def comparable(body: dict[str, Any]) -> tuple[object, ...]:
+    """What must not depend on where strategies ran (ids and timings may)."""
+    performance = {
+        name: (p["status"], p["opportunities"]) for name, p in body["strategy_performance"].items()
+    }
+    return body["status"], body["opportunities"], performance
+
+
+def test_processes_give_the_results_threads_give(redis_url: str, data_dir: Path) -> None:
+    """The same scan, run on threads and in two child processes, ranks the same opportunities."""
+    threads = start_runtime(Settings(redis_url=redis_url, data_dir=data_dir, key_prefix="t:"))
+    processes = start_runtime(
+        Settings(redis_url=redis_url, data_dir=data_dir, key_prefix="p:", strategy_processes=2)
+    )
+    try:
+        on_threads, in_processes = run_scan(threads), run_scan(processes)
+    finally:
+        stop_runtime(threads)
+        stop_runtime(processes)
+    assert "complete" == in_processes["status"]
+    assert len(ALL) == in_processes["metadata"]["strategies_completed"]
+    assert in_processes["opportunities"], "the synthetic market yields opportunities"
+    assert comparable(on_threads) == comparable(in_processes)
+
+
+def test_a_killed_child_costs_a_retry_not_the_scan(redis_url: str, data_dir: Path) -> None:
+    """SIGKILL to the strategy process mid-scan: its strategies run again in a fresh one."""
+    settings = Settings(
+        redis_url=redis_url, data_dir=data_dir, strategy_processes=1, synthetic_latency_ms=20.0
+    )
+    runtime = start_runtime(settings)
+    try:
+        service = ScanService(runtime)
+        scan_id = service.discover("alice", PARAMS, force_refresh=True).scan_id
+        poll(lambda: service.status("alice", scan_id).snapshot.completed >= 1)
+        children = multiprocessing.active_children()
+        assert 1 == len(children)
+        os.kill(children[0].pid or 0, signal.SIGKILL)
+        poll(lambda: service.status("alice", scan_id).snapshot.status.terminal)
+        final = service.results("alice", scan_id).snapshot
+        again = run_scan(runtime)
+    finally:
+        stop_runtime(runtime)
+    assert final.results is not None
+    body = json.loads(final.results)
+    assert ScanStatus.COMPLETE == final.status
+    statuses = {p["status"] for p in body["strategy_performance"].values()}
+    assert statuses <= {"ok", "skipped"}, "every lost strategy ran again"
+    assert len(ALL) == body["metadata"]["strategies_completed"]
+    assert "complete" == again["status"], "the next scan gets a fresh process"
