@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+import orjson
+
 SCAN_ID_PREFIX = "scan_"
 SCAN_ID = re.compile(SCAN_ID_PREFIX + "[0-9a-f]{32}")
 
@@ -186,7 +188,7 @@ class ScanSnapshot:
         """`status_body()` as JSON, rendered once: a snapshot never changes, and
         every poll of a finished scan, or of one between two strategies, reads
         the same snapshot again."""
-        return json.dumps(self.status_body(), separators=(",", ":")).encode()
+        return orjson.dumps(self.status_body())
 
 
 def rank(opportunities: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
