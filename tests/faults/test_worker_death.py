@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 
 from oppscan.strategies import available_strategies
 from tests.faults.conftest import LEASE_TTL, ServerFactory, owner_pid, scan_field
+from tests.support.polling import poll_until
 from tests.support.watch import Scan, Watch, start_scans
 
 ALL = sorted(available_strategies())
-
-
-def poll_until(predicate: Callable[[], bool], timeout: float) -> float:
-    """Seconds it took for `predicate` to hold (fails past `timeout`)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def completed(redis_url: str, scan: Scan) -> int:

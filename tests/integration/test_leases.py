@@ -17,6 +17,7 @@ from oppscan.service import ScanService
 from oppscan.settings import Settings
 from oppscan.storage import Keys, NewScan, ScanStore, open_store
 from oppscan.strategies import available_strategies
+from tests.support.polling import poll_until
 
 PARAMS = ScanParams(("momentum", "rsi_reversal"), ("BTC-USD",), "1h")
 ALL = tuple(sorted(available_strategies()))
@@ -34,12 +35,7 @@ def owned(store: ScanStore, lease_ms: int, owner: str = "a:1") -> str:
 
 
 def poll(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    poll_until(predicate, timeout)
 
 
 def test_live_leases_are_not_claimable(store: ScanStore) -> None:

@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,14 @@ from oppscan.runtime import Runtime, start_runtime, stop_runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
 from oppscan.strategies import available_strategies
+from tests.support.polling import poll_until
 
 ALL = tuple(sorted(available_strategies()))
 PARAMS = ScanParams(ALL, ("BTC-USD", "ETH-USD", "SOL-USD"), "1h")
 
 
 def poll(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    poll_until(predicate, timeout)
 
 
 def run_scan(runtime: Runtime) -> dict[str, Any]:
