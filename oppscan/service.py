@@ -202,10 +202,10 @@ class ScanService:
         if snapshot.status.terminal:
             raise ScanAlreadyFinished(snapshot.status)
         try:
-            cancelled: ScanSnapshot = self._ask(local.proxy.cancel())
+            cancelled: ScanSnapshot | None = self._ask(local.proxy.cancel())
         except pykka.ActorDeadError:
             return None
-        return Answer(cancelled, "actor", "owner_snapshot")
+        return Answer(cancelled, "actor", "owner_snapshot") if cancelled else None
 
     def _lookup(self, user: str, scan_id: str, with_results: bool) -> Answer:
         try:
@@ -232,7 +232,7 @@ class ScanService:
         method: LookupMethod = "scan_hash_lease_unsure" if found.lease_unsure else "scan_hash"
         if found.local is not None:
             snapshot = self._read(found.local.cell)
-            if snapshot is not None:
+            if snapshot is not None and self._view.holds_lease(scan_id):
                 return Lookup(snapshot, "actor", "owner_snapshot")
             method = "scan_hash_owner_gone"
         cached = found.cached

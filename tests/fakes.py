@@ -30,6 +30,7 @@ class FakeStore:
         self.records: dict[str, FakeRecord] = {}
         self.dedup: dict[tuple[str, str], str] = {}
         self.outages = 0
+        self.outage_reason = "ConnectionError"  # or "TimeoutError": sent, maybe applied
         self.rate_wait = 0  # seconds hit_rate answers; 0: within the limit
         self.lock = threading.Lock()
         self.calls: list[str] = []
@@ -38,7 +39,7 @@ class FakeStore:
         self.calls.append(name)
         if self.outages > 0:
             self.outages -= 1
-            raise StoreUnavailable("ConnectionError")
+            raise StoreUnavailable(self.outage_reason)
 
     def ping(self) -> bool:
         self._enter("ping")

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from types import TracebackType
 
 import pykka
 
 from oppscan.actors.scan import Registrar, ScanActor, ScanDeps, first_snapshot
 from oppscan.actors.views import Owned, RegistryView, SnapshotCell
+from oppscan.logs import get_logger
 from oppscan.metrics import SCANS_RUNNING
 from oppscan.model import ScanJob, ScanSnapshot
 from oppscan.storage import LeaseState
+
+log = get_logger("oppscan.registry")
 
 
 class Told:
@@ -82,7 +86,10 @@ class RegistryActor(pykka.ThreadingActor):
         someone asked to cancel."""
         for state in states:
             owned = self._owned.get(state.scan_id)
-            if owned is None:
+            if owned is None or owned.epoch != state.epoch:
+                continue  # gone, or spawned again under a newer epoch meanwhile
+            if not owned.proxy.actor_ref.is_alive():
+                self._owned.pop(state.scan_id)  # stopped without telling: Redis takes over
                 continue
             if not state.held:
                 owned.proxy.lost.defer()
@@ -97,6 +104,14 @@ class RegistryActor(pykka.ThreadingActor):
         """Redis answers again: every owner flushes the writes it kept."""
         for owned in self._owned.values():
             owned.proxy.retry_writes.defer()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        log.error("registry_failed", failure_reason=repr(exception_value))
 
     def _forget(self, scan_id: str) -> None:
         if self._owned.pop(scan_id, None) is not None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pykka
 
@@ -27,6 +27,8 @@ from oppscan.metrics import LEASES, SCANS_FINISHED, STRATEGY_SECONDS
 from oppscan.model import ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.results import build_results
 from oppscan.storage import Recorded, ScanStore, StoreUnavailable
+
+T = TypeVar("T")
 
 MIN_RETRY = 0.05
 MAX_RETRY = 2.0
@@ -99,6 +101,14 @@ class ScanActor(pykka.ThreadingActor):
     # -- lifecycle -------------------------------------------------------
 
     def on_start(self) -> None:
+        try:
+            self._start_strategies()
+        except Exception as exc:
+            # pykka stops an actor whose on_start raised without calling on_failure.
+            self.on_failure(type(exc), exc, exc.__traceback__)
+            self.actor_ref.stop(block=False)
+
+    def _start_strategies(self) -> None:
         proxy = self.actor_ref.proxy()
         for name in self._job.params.strategies:
             if name in self._durable:
@@ -148,12 +158,15 @@ class ScanActor(pykka.ThreadingActor):
 
     # -- asked -----------------------------------------------------------
 
-    def cancel(self) -> ScanSnapshot:
-        """Stop at the next strategy boundary and record the scan as cancelled."""
+    def cancel(self) -> ScanSnapshot | None:
+        """Stop at the next strategy boundary and record the scan as cancelled.
+
+        None when this actor no longer owns the scan: the cancel must go through Redis.
+        """
         if self._closing is None:
             self._close(ScanStatus.CANCELLED, "cancelled by request")
             self._advance()
-        return self._snapshot
+        return None if self._released else self._snapshot
 
     # -- told ------------------------------------------------------------
 
@@ -263,10 +276,13 @@ class ScanActor(pykka.ThreadingActor):
         """Write the oldest unsaved result, then publish the progress it made durable."""
         result = self._unsaved[0]
         with self._cell.writing():
-            recorded = self._deps.store.record_strategy(
-                self._job.scan_id, self._job.epoch, result, now_iso()
+            recorded = self._written(
+                lambda: self._deps.store.record_strategy(
+                    self._job.scan_id, self._job.epoch, result, now_iso()
+                )
             )
             if recorded is None:
+                self._cell.give_up()
                 return None
             self._unsaved.pop(0)
             self._durable[result.name] = result
@@ -291,10 +307,16 @@ class ScanActor(pykka.ThreadingActor):
         self._final = final
         digest = self._job.params.digest()
         with self._cell.writing():
-            stored = self._deps.store.finish(final, self._job.epoch, digest, self._deps.result_ttl)
+            stored = self._written(
+                lambda: self._deps.store.finish(
+                    final, self._job.epoch, digest, self._deps.result_ttl
+                )
+            )
             if stored:
                 self._snapshot = final
                 self._cell.publish(final)
+            else:
+                self._cell.give_up()
         if not stored:
             return self._fenced()
         self._finished = True
@@ -303,6 +325,16 @@ class ScanActor(pykka.ThreadingActor):
         self._deps.registrar.scan_finished(final)
         self.actor_ref.stop(block=False)
         return None
+
+    def _written(self, write: Callable[[], T]) -> T:
+        """Run a write while holding the cell; a timeout may have been applied by
+        Redis all the same, so the cell stops answering until the next publication."""
+        try:
+            return write()
+        except StoreUnavailable as exc:
+            if exc.reason == "TimeoutError":
+                self._cell.withhold()
+            raise
 
     def _final_snapshot(self) -> ScanSnapshot:
         assert self._closing is not None

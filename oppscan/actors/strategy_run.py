@@ -99,6 +99,7 @@ class ProcessStrategyPool:
         self._processes = processes
         self._market = (market, latency_ms)
         self._lock = threading.Lock()
+        self._closed = False
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -113,6 +114,10 @@ class ProcessStrategyPool:
         self, name: str, symbols: tuple[str, ...], timeframe: str, scan_id: str
     ) -> Future[StrategyResult | ScanFailure]:
         with self._lock:
+            if self._closed:  # the worker is stopping: nothing new starts
+                dropped: Future[StrategyResult | ScanFailure] = Future()
+                dropped.cancel()
+                return dropped
             try:
                 return self._executor.submit(_run_in_child, name, symbols, timeframe, scan_id)
             except BrokenProcessPool:
@@ -123,6 +128,7 @@ class ProcessStrategyPool:
 
     def shutdown(self) -> None:
         with self._lock:
+            self._closed = True
             self._executor.shutdown(wait=False, cancel_futures=True)
 
 

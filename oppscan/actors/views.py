@@ -42,6 +42,7 @@ class SnapshotCell:
         self._lock = threading.Lock()
         self._snapshot = snapshot
         self._owned = True
+        self._serving = True  # False while Redis may hold more than the snapshot
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -49,8 +50,20 @@ class SnapshotCell:
         with self._lock:
             yield
 
+    # The next three are called by the actor inside `writing()`.
+
     def publish(self, snapshot: ScanSnapshot) -> None:
         self._snapshot = snapshot
+        self._serving = self._owned
+
+    def withhold(self) -> None:
+        """A write timed out: Redis may have applied it, so readers go to Redis until the
+        next publication."""
+        self._serving = False
+
+    def give_up(self) -> None:
+        """The write found a newer owner: readers go to Redis, where it writes."""
+        self._owned = self._serving = False
 
     def disown(self) -> None:
         """The actor no longer owns the scan (released, fenced or stopped): readers go to Redis.
@@ -58,15 +71,15 @@ class SnapshotCell:
         A terminal snapshot stays readable: it is what Redis holds, for good.
         """
         with self._lock:
-            self._owned = False
+            self.give_up()
 
     def read(self, timeout: float) -> ScanSnapshot | None:
-        """The snapshot, or None when the actor gave the scan up."""
+        """The snapshot, or None when readers must ask Redis instead."""
         if not self._lock.acquire(timeout=timeout):
             raise CellBusy
         try:
             snapshot = self._snapshot
-            return snapshot if self._owned or snapshot.status.terminal else None
+            return snapshot if self._serving or snapshot.status.terminal else None
         finally:
             self._lock.release()
 
@@ -133,6 +146,12 @@ class RegistryView:
         else:
             CACHE_HIT.inc()
         return Resolution(cached=cached, lease_unsure=owned is not None)
+
+    def holds_lease(self, scan_id: str) -> bool:
+        """True while this worker surely holds the scan's lease (checked again after a
+        reader waited for a write)."""
+        owned = self._owned.get(scan_id)
+        return owned is not None and time.monotonic() < owned.lease_until
 
     def owned(self) -> Mapping[str, Owned]:
         return self._owned

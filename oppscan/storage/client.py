@@ -60,7 +60,10 @@ class ThreadConnections:
     and observability wrappers, cost more CPU than the round trip itself
     (`benchmarks/README.md`). Each request thread keeps its own connection,
     made with the pool's settings (timeouts, TLS, credentials, health checks);
-    any error drops it, and the thread's next call connects again.
+    any error drops it. A kept connection that the server closed meanwhile
+    (a restart, a failover, its idle timeout) is replaced at once and the read
+    sent again, once: the check the pool makes before lending a connection.
+    Only for reads, which are safe to send twice.
     """
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
@@ -70,24 +73,36 @@ class ThreadConnections:
         self._open: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def execute(self, *args: str | bytes) -> Any:
-        """One command and its reply, unparsed (lists and bytes, as Redis sent them)."""
+        """One read and its reply, unparsed (lists and bytes, as Redis sent them)."""
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._pool.connection_class(**self._pool.connection_kwargs)
-            with self._lock:
-                self._open.add(conn)
+        if conn is None or not conn.is_connected:
+            conn = conn or self._new()
+            return _round_trip(conn, args)
         try:
-            conn.send_command(*args)
-            return conn.read_response()
-        except BaseException:
-            conn.disconnect()
-            raise
+            return _round_trip(conn, args)
+        except RedisConnectionError:
+            return _round_trip(conn, args)  # on a new socket: a dead Redis refuses at once
+
+    def _new(self) -> Any:
+        conn = self._local.conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        with self._lock:
+            self._open.add(conn)
+        return conn
 
     def close(self) -> None:
         with self._lock:
             open_now = list(self._open)
         for conn in open_now:
             conn.disconnect()
+
+
+def _round_trip(conn: Any, args: tuple[str | bytes, ...]) -> Any:
+    try:
+        conn.send_command(*args)
+        return conn.read_response()
+    except BaseException:
+        conn.disconnect()
+        raise
 
 
 @dataclass

@@ -76,6 +76,7 @@ class LeaseState:
     """What renewing one lease found."""
 
     scan_id: str
+    epoch: int
     held: bool
     cancel_requested: bool
 
@@ -183,8 +184,8 @@ class ScanStore:
             argv += [scan_id, epoch]
         raw = self._call(lambda: self._renew(keys=keys, args=argv))
         return [
-            LeaseState(sid, int(code) > 0, int(code) == 2)
-            for (sid, _), code in zip(leases, raw, strict=True)
+            LeaseState(sid, epoch, int(code) > 0, int(code) == 2)
+            for (sid, epoch), code in zip(leases, raw, strict=True)
         ]
 
     def release(self, scan_id: str, epoch: int) -> bool:

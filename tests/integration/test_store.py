@@ -46,6 +46,21 @@ def test_created_scan_is_readable_with_totals_and_no_expiry(
     assert -1 == raw.ttl(Keys().scan(scan.scan_id))
 
 
+def test_a_read_survives_the_server_closing_its_connection(
+    store: ScanStore, raw: redis.Redis
+) -> None:
+    """Redis dropped every client (as on a restart): the next read still answers."""
+    scan = new_scan()
+    store.create(scan, LEASE_MS)
+    assert store.read(scan.scan_id) is not None  # this thread's connection is open now
+    killed = raw.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    again = store.read(scan.scan_id)
+    assert again is not None
+    assert scan.scan_id == again.scan_id
+    assert not store.breaker.is_open
+
+
 def test_creating_twice_is_refused(store: ScanStore) -> None:
     """A scan id is registered once."""
     scan = new_scan()

@@ -1,14 +1,29 @@
-"""RegistryView: local scans first, a cache of terminal snapshots, never a miss."""
+"""RegistryView: local scans first, a cache of terminal snapshots, never a miss; and the
+RegistryActor that writes it."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from oppscan.actors import RegistryView
-from oppscan.model import ScanSnapshot, ScanStatus, now_iso
+from oppscan.actors import (
+    Registrar,
+    RegistryActor,
+    RegistryView,
+    ScanDeps,
+    ScanJob,
+    ThreadStrategyPool,
+)
+from oppscan.model import ScanParams, ScanSnapshot, ScanStatus, now_iso
+from oppscan.storage import LeaseState, NewScan
+from tests.fakes import FakeStore, FakeStrategy, immediate, market
+from tests.support.polling import poll_until
 
 SCAN = "scan_" + "b" * 32
 
@@ -74,3 +89,55 @@ def test_cache_entry_lives_no_longer_than_the_retention_left() -> None:
     expires = view._expires(SCAN, finished(almost), now=1000.0)
     assert 1000.0 < expires <= 1010.5
     assert 1300.0 == pytest.approx(view._expires(SCAN, finished(), now=1000.0), abs=0.5)
+
+
+@pytest.fixture
+def registry_actor() -> Iterator[tuple[Any, RegistryView, ScanJob]]:
+    """A RegistryActor running one held scan over a fake store."""
+    gate = threading.Event()
+    strategies = {"held": FakeStrategy("held", gate=gate)}
+    pool = ThreadStrategyPool(2, strategies, market())
+    store = FakeStore()
+    params = ScanParams(("held",), ("SYM0",), "1h")
+    created = now_iso()
+    job = ScanJob(SCAN, "alice", params, 1, created, created)
+    store.create(NewScan(SCAN, "alice", params, created, "unit:1"), 10_000)
+
+    def deps_for(registrar: Registrar) -> ScanDeps:
+        return ScanDeps(store, pool, set(strategies), registrar, 60, 200, immediate)  # type: ignore[arg-type]
+
+    view = RegistryView(300.0, 100, 3600)
+    proxy = RegistryActor.start(view, deps_for, 10.0).proxy()
+    proxy.spawn(job, time.monotonic()).get(timeout=5)
+    yield proxy, view, job
+    gate.set()
+    proxy.actor_ref.stop()
+    pool.shutdown()
+
+
+def test_lease_news_about_another_epoch_is_ignored(
+    registry_actor: tuple[Any, RegistryView, ScanJob],
+) -> None:
+    """A renewal answer for an older or newer epoch of the scan does not touch this owner."""
+    proxy, view, job = registry_actor
+    before = view.owned()[SCAN].lease_until
+    renewed_at = time.monotonic()
+    proxy.leases_checked([LeaseState(SCAN, job.epoch + 1, False, False)], renewed_at).get(timeout=5)
+    assert view.holds_lease(SCAN)
+    assert before == view.owned()[SCAN].lease_until
+    proxy.leases_checked([LeaseState(SCAN, job.epoch, True, False)], renewed_at).get(timeout=5)
+    assert renewed_at + 10.0 == view.owned()[SCAN].lease_until
+
+
+def test_a_lost_lease_takes_the_scan_off_this_worker(
+    registry_actor: tuple[Any, RegistryView, ScanJob],
+) -> None:
+    """Told its epoch lost the lease, the owner stops and readers go to Redis."""
+    proxy, view, job = registry_actor
+    cell = view.owned()[SCAN].cell
+    proxy.leases_checked([LeaseState(SCAN, job.epoch, False, False)], time.monotonic()).get(
+        timeout=5
+    )
+    poll_until(lambda: SCAN not in view.owned(), 10)
+    assert None is cell.read(timeout=1)
+    assert None is view.resolve(SCAN).local

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from oppscan.market import MarketDataError
 from oppscan.model import ScanParams, ScanStatus, now_iso
 from oppscan.storage import NewScan, Recorded
 from tests.fakes import FakeStore, FakeStrategy, Recorder, immediate, market, skipping
+from tests.support.polling import poll_until
 
 USER = "alice"
 
@@ -61,6 +62,7 @@ def start(
     recorder: Recorder,
     epoch: int = 1,
     outages: int = 0,
+    schedule: Callable[[float, Callable[[], Any]], Any] = immediate,
 ) -> Started:
     params = ScanParams(tuple(s.name for s in strategies), ("SYM0",), "1h")
     created = now_iso()
@@ -74,7 +76,7 @@ def start(
         registrar=recorder,
         result_ttl=60,
         results_cap=200,
-        schedule=immediate,
+        schedule=schedule,
     )
     cell = SnapshotCell(first_snapshot(job))
     return Started(job, ScanActor.start(job, deps, cell), cell)
@@ -305,3 +307,71 @@ def test_an_actor_that_fails_and_cannot_record_it_gives_its_scan_up(
     assert recorder.done.wait(10)
     assert [started.job.scan_id] == recorder.released
     assert None is started.cell.read(timeout=1)
+
+
+class HeldRetries:
+    """A scheduler that keeps the actor's retries until the test lets them run."""
+
+    def __init__(self) -> None:
+        self.actions: list[Callable[[], Any]] = []
+        self.scheduled = threading.Event()
+
+    def __call__(self, delay: float, action: Callable[[], Any]) -> None:
+        self.actions.append(action)
+        self.scheduled.set()
+
+    def run(self) -> None:
+        for action in self.actions:
+            action()
+
+
+@pytest.mark.parametrize(
+    ("reason", "answers"),
+    [("ConnectionError", "the last durable snapshot"), ("TimeoutError", "nothing")],
+)
+def test_a_failed_write_leaves_the_cell_honest(pools: Pools, reason: str, answers: str) -> None:
+    """Refused, the write surely did not land: the owner keeps answering (Redis is down
+    for everyone). Timed out, Redis may hold it: readers go to Redis until the retry."""
+    store, recorder, retries = FakeStore(), Recorder(), HeldRetries()
+    store.outage_reason = reason
+    gate = threading.Event()
+    strategies = [FakeStrategy("a", 1), FakeStrategy("held", gate=gate)]
+    started = start(store, strategies, pools, recorder, outages=1, schedule=retries)
+
+    def progress() -> int | None:
+        snapshot = started.cell.read(timeout=1)
+        return None if snapshot is None else snapshot.completed
+
+    assert retries.scheduled.wait(10)  # the first result's write failed
+    assert (0 if answers == "the last durable snapshot" else None) == progress()
+    retries.run()
+    poll_until(lambda: progress() == 1, 10)
+    gate.set()
+    assert recorder.done.wait(10)
+
+
+class RefusingPool:
+    """A strategy pool that cannot start anything (no processes left, say)."""
+
+    def submit(self, *args: object) -> Any:
+        raise OSError("cannot start a strategy process")
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_an_actor_that_cannot_start_records_its_scan_as_failed() -> None:
+    """A failure in on_start (which pykka does not pass to on_failure) still ends the scan."""
+    params = ScanParams(("a",), ("SYM0",), "1h")
+    created = now_iso()
+    job = ScanJob("scan_" + "e" * 32, USER, params, 1, created, created)
+    store, recorder = FakeStore(), Recorder()
+    store.create(NewScan(job.scan_id, USER, params, created, "test:1"), 10_000)
+    deps = ScanDeps(store, RefusingPool(), {"a"}, recorder, 60, 200, immediate)  # type: ignore[arg-type]
+    cell = SnapshotCell(first_snapshot(job))
+    ref = ScanActor.start(job, deps, cell)
+    assert recorder.done.wait(10)
+    assert ref.actor_stopped.wait(10)
+    stored = store.records[job.scan_id].snapshot
+    assert (ScanStatus.FAILED, "internal error") == (stored.status, stored.error)
+    assert stored == cell.read(timeout=1)
