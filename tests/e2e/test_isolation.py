@@ -11,7 +11,8 @@ import pytest
 import redis
 import requests
 
-from oppscan.storage import EmbeddedRedis, free_port
+from oppscan.processes import free_port
+from oppscan.storage import EmbeddedRedis
 from tests.support.server import SECRET, GunicornServer
 
 VARYING = {"x-request-id", "x-served-by", "date"}

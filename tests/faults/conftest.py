@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from oppscan.storage import EmbeddedRedis, Keys, free_port
+from oppscan.processes import free_port
+from oppscan.storage import EmbeddedRedis, Keys
 from tests.support.server import GunicornServer
 
 LEASE_TTL = 3.0

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +9,7 @@ from pathlib import Path
 import requests
 
 from oppscan.auth import issue_token
-from oppscan.processes import spawn, terminate
-from oppscan.storage import free_port
+from oppscan.processes import OPPSCAN_ARGV, GunicornProcess
 
 SECRET = "e2e-secret-0123456789abcdef0123456789"
 
@@ -27,59 +22,63 @@ class GunicornServer:
     threads: int = 4
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    gunicorn: GunicornProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gunicorn = GunicornProcess(
+            self.directory, self.workers, argv=(*OPPSCAN_ARGV, *self.args)
+        )
+        port = self.gunicorn.port
+        self.gunicorn.env = {
+            "OPPSCAN_REDIS_URL": self.redis_url,
+            "OPPSCAN_BIND": f"127.0.0.1:{port}",
+            "OPPSCAN_WORKERS": str(self.workers),
+            "OPPSCAN_THREADS": str(self.threads),
+            "OPPSCAN_SECRET": SECRET,
+            "OPPSCAN_DATA_DIR": str(self.directory / f"data-{port}"),
+            **self.env,
+        }
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.gunicorn.url
+
+    @property
+    def port(self) -> int:
+        return self.gunicorn.port
 
     @property
     def log_path(self) -> Path:
-        return self.directory / f"gunicorn-{self.port}.log"
+        return self.gunicorn.log_path
+
+    @property
+    def master_pid(self) -> int:
+        assert self.gunicorn.process is not None
+        return self.gunicorn.process.pid
 
     def token(self, user: str) -> str:
         return issue_token(SECRET, user, 3600)
 
     def start(self, timeout: float = 30.0) -> GunicornServer:
-        env = {
-            **os.environ,
-            "OPPSCAN_REDIS_URL": self.redis_url,
-            "OPPSCAN_BIND": f"127.0.0.1:{self.port}",
-            "OPPSCAN_WORKERS": str(self.workers),
-            "OPPSCAN_THREADS": str(self.threads),
-            "OPPSCAN_SECRET": SECRET,
-            "OPPSCAN_DATA_DIR": str(self.directory / f"data-{self.port}"),
-            **self.env,
-        }
-        argv = [sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config"]
-        self.process = spawn([*argv, *self.args], self.log_path, env)
+        deadline = time.monotonic() + timeout
+        self.gunicorn.start(timeout)
         try:
-            self._wait_ready(timeout)
+            self._wait_workers(deadline)
         except BaseException:
             self.kill_all()  # never leave a half-started server behind
             raise
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        process, self.process = self.process, None
-        if not terminate(process, timeout):
+        if not self.gunicorn.stop(timeout):
             raise AssertionError(f"gunicorn did not stop on SIGTERM; see {self.log_path}")
-
-    @property
-    def master_pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
 
     def kill_all(self) -> None:
         """SIGKILL the master and its workers at once, as a lost host would."""
-        process, self.process = self.process, None
-        if process is not None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        self.gunicorn.kill_all()
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.gunicorn.log_text()
 
     def _wait_workers(self, deadline: float) -> None:
         """Until every worker has answered once (new connection each time), so that
@@ -89,18 +88,3 @@ class GunicornServer:
             resp = requests.get(f"{self.url}/healthz", headers={"Connection": "close"}, timeout=2)
             seen.add(resp.headers.get("X-Served-By", ""))
         assert len(seen) >= self.workers, f"only {len(seen)} of {self.workers} workers answered"
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self._wait_workers(deadline)
-            except requests.RequestException:
-                pass  # not listening yet, or a worker still booting
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"gunicorn not ready within {timeout}s")
