@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +41,14 @@ class Runtime:
     steward: Steward | None = None
 
 
-def start_runtime(settings: Settings) -> Runtime:
-    """Store, market, strategies, their pool, the registry actor, then the steward."""
+def start_runtime(
+    settings: Settings, on_registry_failure: Callable[[], object] | None = None
+) -> Runtime:
+    """Store, market, strategies, their pool, the registry actor, then the steward.
+
+    `on_registry_failure` is called if the registry actor stops on a bug (under
+    gunicorn: the worker asks to be replaced).
+    """
     if settings.redis_url is None:
         raise RuntimeError("no Redis URL: set OPPSCAN_REDIS_URL or run `oppscan serve`")
     store = open_store(settings.redis_url, settings.key_prefix, settings.redis_timeout)
@@ -62,7 +68,7 @@ def start_runtime(settings: Settings) -> Runtime:
         )
 
     view = RegistryView(settings.cache_ttl, settings.cache_size, settings.result_ttl)
-    registry = RegistryActor.start(view, deps_for, settings.lease_ttl).proxy()
+    registry = RegistryActor.start(view, deps_for, settings.lease_ttl, on_registry_failure).proxy()
     worker = worker_name()
     steward = Steward(
         store,

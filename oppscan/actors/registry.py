@@ -45,9 +45,11 @@ class RegistryActor(pykka.ThreadingActor):
         view: RegistryView,
         deps_for: Callable[[Registrar], ScanDeps],
         lease_ttl: float = 10.0,
+        on_failure: Callable[[], object] | None = None,
     ) -> None:
         super().__init__()
         self._view = view
+        self._failed = on_failure
         self._lease_ttl = lease_ttl
         self._deps_for = deps_for
         self._deps: ScanDeps | None = None
@@ -111,7 +113,11 @@ class RegistryActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        """A bug stopped the registry: scans can no longer start or renew here, so the
+        worker asks to be replaced (its leases lapse to the other workers meanwhile)."""
         log.error("registry_failed", failure_reason=repr(exception_value))
+        if self._failed is not None:
+            self._failed()
 
     def _forget(self, scan_id: str) -> None:
         if self._owned.pop(scan_id, None) is not None:

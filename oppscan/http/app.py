@@ -6,6 +6,8 @@ Redis connection is created there, never in the master.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from typing import Any
 
@@ -74,8 +76,13 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
         if _runtime is None:
             settings = Settings.from_env()
             logs.configure(settings.log_level)
-            _runtime = start_runtime(settings)
+            _runtime = start_runtime(settings, on_registry_failure=_replace_this_worker)
         return app_from_runtime(_runtime)
+
+
+def _replace_this_worker() -> None:
+    """SIGTERM to this gunicorn worker: it stops gracefully and the master starts another."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def shutdown() -> None:

@@ -141,3 +141,13 @@ def test_a_lost_lease_takes_the_scan_off_this_worker(
     poll_until(lambda: SCAN not in view.owned(), 10)
     assert None is cell.read(timeout=1)
     assert None is view.resolve(SCAN).local
+
+
+def test_a_failed_registry_asks_for_its_worker_to_be_replaced() -> None:
+    """A bug in a registry handler stops the actor and calls the failure hook."""
+    failed = threading.Event()
+    view = RegistryView(300.0, 100, 3600)
+    proxy = RegistryActor.start(view, lambda _: None, 10.0, failed.set).proxy()  # type: ignore[arg-type, return-value]
+    proxy.leases_checked.defer(None, 0.0)  # not a sequence of lease states: a TypeError
+    assert failed.wait(10)
+    assert proxy.actor_ref.actor_stopped.wait(10)
