@@ -82,7 +82,6 @@ class Discovered:
 class Answer:
     snapshot: ScanSnapshot
     source: Source
-    lookup_method: LookupMethod = "owner_snapshot"
 
 
 @dataclass(frozen=True)
@@ -205,7 +204,7 @@ class ScanService:
             cancelled: ScanSnapshot | None = self._ask(local.proxy.cancel())
         except pykka.ActorDeadError:
             return None
-        return Answer(cancelled, "actor", "owner_snapshot") if cancelled else None
+        return Answer(cancelled, "actor") if cancelled else None
 
     def _lookup(self, user: str, scan_id: str, with_results: bool) -> Answer:
         try:
@@ -225,7 +224,7 @@ class ScanService:
             )
             raise ScanNotFound(scan_id)
         READS[found.source, "found"].inc()
-        return Answer(snapshot, found.source, found.lookup_method)
+        return Answer(snapshot, found.source)
 
     def _find(self, scan_id: str, with_results: bool) -> Lookup:
         found = self._view.resolve(scan_id)

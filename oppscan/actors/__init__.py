@@ -11,7 +11,6 @@ from oppscan.actors.strategy_run import (
     run_strategy,
 )
 from oppscan.actors.views import (
-    CacheStats,
     CellBusy,
     Owned,
     RegistryView,
@@ -21,7 +20,6 @@ from oppscan.actors.views import (
 from oppscan.model import ScanJob
 
 __all__ = [
-    "CacheStats",
     "CellBusy",
     "Owned",
     "ProcessStrategyPool",

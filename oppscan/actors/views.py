@@ -103,14 +103,6 @@ class Resolution:
     lease_unsure: bool = False  # owned here, but the lease may have lapsed meanwhile
 
 
-@dataclass(frozen=True)
-class CacheStats:
-    """Sizes only: hits and misses are counted in `oppscan_registry_cache_total`."""
-
-    size: int
-    local: int
-
-
 class RegistryView:
     """The registry's published state: owned scans, and a TLRU cache of finished ones.
 
@@ -168,11 +160,6 @@ class RegistryView:
             known = self._cache.get(snapshot.scan_id)
             if known is None or known.results is None or snapshot.results is not None:
                 self._cache[snapshot.scan_id] = snapshot
-
-    def stats(self) -> CacheStats:
-        with self._cache_lock:
-            size = len(self._cache)
-        return CacheStats(size, len(self._owned))
 
     # -- written by the RegistryActor only ------------------------------------
 
