@@ -70,15 +70,7 @@ def start_runtime(
     view = RegistryView(settings.cache_ttl, settings.cache_size, settings.result_ttl)
     registry = RegistryActor.start(view, deps_for, settings.lease_ttl, on_registry_failure).proxy()
     worker = worker_name()
-    steward = Steward(
-        store,
-        registry,
-        view,
-        worker,
-        settings.lease_ttl,
-        settings.max_scans_per_worker,
-        settings.ask_timeout,
-    ).start()
+    steward = Steward(store, registry, view, worker, settings).start()
     log.info("runtime_started", market=market.name, strategies=len(strategies))
     return Runtime(settings, store, market, strategies, pool, registry, view, worker, steward)
 

@@ -40,10 +40,6 @@ READS = {
 DEDUP_ATTEMPTS = 5
 
 
-def lease_ms(lease_ttl: float) -> int:
-    return int(lease_ttl * 1000)
-
-
 class ScanNotFound(Exception):
     """No such scan for this user (unknown, expired, or someone else's)."""
 
@@ -117,14 +113,14 @@ class ScanService:
                 if existing.status is ScanStatus.COMPLETE and not force_refresh:
                     SCANS_STARTED.labels("reused").inc()
                     return Discovered(existing.scan_id, existing.status, cached=True)
-            started = self._start_if_current(user, params, current)
+            started = self._start_if_current(user, params, digest, current)
             if started is not None:
                 SCANS_STARTED.labels(started.status.value).inc()
                 return started
         raise StoreUnavailable("dedup_contention")
 
     def _start_if_current(
-        self, user: str, params: ScanParams, expected: str | None
+        self, user: str, params: ScanParams, digest: str, expected: str | None
     ) -> Discovered | None:
         """Register a new scan, owned here if this worker has room, else queued."""
         settings = self._rt.settings
@@ -137,9 +133,9 @@ class ScanService:
             owner=self._rt.worker if has_room else None,
         )
         sent = time.monotonic()
-        self._store.create(scan, lease_ms(settings.lease_ttl))
+        self._store.create(scan, settings.lease_ms)
         limit = settings.max_active_scans_per_user
-        claimed = self._store.claim_dedup(user, params.digest(), expected, scan.scan_id, limit)
+        claimed = self._store.claim_dedup(user, digest, expected, scan.scan_id, limit)
         if claimed != 1:
             self._store.discard(scan.scan_id, user)
         if claimed < 0:
@@ -172,7 +168,7 @@ class ScanService:
 
     def cancel(self, user: str, scan_id: str) -> Answer:
         """Cancel at the next strategy boundary; the owner does the writing."""
-        local = self._view.resolve(scan_id).local
+        local = self._view.local(scan_id)
         if local is not None:
             snapshot = self._read(local.cell)
             if snapshot is not None and snapshot.user == user:
@@ -192,7 +188,7 @@ class ScanService:
     def _cancel_queued(self, scan_id: str) -> None:
         """Nobody owns a queued scan: claim it here so that it is recorded as cancelled."""
         sent = time.monotonic()
-        job = self._store.claim(scan_id, self._rt.worker, lease_ms(self._rt.settings.lease_ttl))
+        job = self._store.claim(scan_id, self._rt.worker, self._rt.settings.lease_ms)
         if job is not None:
             self._ask(self._registry.spawn(job, sent))
 
@@ -231,7 +227,7 @@ class ScanService:
         method: LookupMethod = "scan_hash_lease_unsure" if found.lease_unsure else "scan_hash"
         if found.local is not None:
             snapshot = self._read(found.local.cell)
-            if snapshot is not None and self._view.holds_lease(scan_id):
+            if snapshot is not None and self._view.local(scan_id) is not None:
                 return Lookup(snapshot, "actor", "owner_snapshot")
             method = "scan_hash_owner_gone"
         cached = found.cached

@@ -58,6 +58,11 @@ class Settings:
     jwt_issuer: str | None = None
 
     @property
+    def lease_ms(self) -> int:
+        """The lease TTL as Redis takes it."""
+        return int(self.lease_ttl * 1000)
+
+    @property
     def embedded(self) -> bool:
         """True when no Redis was configured and oppscan runs its own server."""
         return self.redis_url is None

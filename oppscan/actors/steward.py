@@ -16,6 +16,7 @@ from typing import Any
 from oppscan.actors.views import RegistryView
 from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, REDIS_RECONNECTS
+from oppscan.settings import Settings
 from oppscan.storage import ScanStore, StoreUnavailable
 
 log = get_logger("oppscan.steward")
@@ -30,18 +31,16 @@ class Steward:
         registry: Any,  # RegistryActor proxy
         view: RegistryView,
         worker: str,
-        lease_ttl: float,
-        max_scans: int,
-        ask_timeout: float,
+        settings: Settings,
     ) -> None:
         self._store = store
         self._registry = registry
         self._view = view
         self._worker = worker
-        self._lease_ms = int(lease_ttl * 1000)
-        self._renew_every = lease_ttl / 3
-        self._max_scans = max_scans
-        self._timeout = ask_timeout
+        self._lease_ms = settings.lease_ms
+        self._renew_every = settings.lease_ttl / 3
+        self._max_scans = settings.max_scans_per_worker
+        self._timeout = settings.ask_timeout
         self._next_renew = 0.0
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="steward", daemon=True)

@@ -128,22 +128,21 @@ class RegistryView:
         A worker that was paused past its lease must not answer from its actor:
         another worker may own the scan now, with more progress.
         """
-        owned = self._owned.get(scan_id)
-        if owned is not None and time.monotonic() < owned.lease_until:
-            return Resolution(local=owned)
+        local = self.local(scan_id)
+        if local is not None:
+            return Resolution(local=local)
         with self._cache_lock:
             cached = self._cache.get(scan_id)
         if cached is None:
             CACHE_MISS.inc()
         else:
             CACHE_HIT.inc()
-        return Resolution(cached=cached, lease_unsure=owned is not None)
+        return Resolution(cached=cached, lease_unsure=scan_id in self._owned)
 
-    def holds_lease(self, scan_id: str) -> bool:
-        """True while this worker surely holds the scan's lease (checked again after a
-        reader waited for a write)."""
+    def local(self, scan_id: str) -> Owned | None:
+        """The scan, if this worker owns it and surely still holds its lease."""
         owned = self._owned.get(scan_id)
-        return owned is not None and time.monotonic() < owned.lease_until
+        return owned if owned is not None and time.monotonic() < owned.lease_until else None
 
     def owned(self) -> Mapping[str, Owned]:
         return self._owned

@@ -109,10 +109,6 @@ class ScanStore:
         self._release = client.register_script(scripts.RELEASE)
         self._rate = client.register_script(scripts.RATE)
 
-    @property
-    def keys(self) -> Keys:
-        return self._keys
-
     def close(self) -> None:
         self._reads.close()
         self._client.close()
