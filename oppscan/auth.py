@@ -45,6 +45,15 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+def settings_token(
+    settings: Settings, user: str, ttl: int = 86400, secret: str | None = None
+) -> str:
+    """A token this deployment accepts: signed with its signing secret (or `secret`),
+    with its configured audience and issuer."""
+    signing = secret or settings.resolved_secret()
+    return issue_token(signing, user, ttl, settings.jwt_audience, settings.jwt_issuer)
+
+
 @dataclass(frozen=True)
 class VerificationKey:
     key: str

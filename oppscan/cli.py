@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from oppscan import loadtest
-from oppscan.auth import issue_token
+from oppscan.auth import settings_token
 from oppscan.settings import PREFIX, Settings
 
 
@@ -17,9 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "token":
-        settings = Settings.from_env()
-        secret = settings.resolved_secret()
-        print(issue_token(secret, args.user, args.ttl, settings.jwt_audience, settings.jwt_issuer))
+        print(settings_token(Settings.from_env(), args.user, args.ttl))
         return 0
     if args.command == "loadtest":
         return loadtest.run(loadtest.Options.from_args(args))

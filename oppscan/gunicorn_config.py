@@ -60,15 +60,10 @@ def on_starting(server: Any) -> None:
 
 
 def when_ready(server: Any) -> None:
-    from oppscan.auth import issue_token
+    from oppscan.auth import settings_token
 
     host = _settings.bind if "://" not in _settings.bind else _settings.bind.split("://", 1)[1]
-    token = issue_token(
-        _settings.resolved_secret(),
-        "demo",
-        audience=_settings.jwt_audience,
-        issuer=_settings.jwt_issuer,
-    )
+    token = settings_token(_settings, "demo")
     print(
         f"oppscan ready at http://{host}\ndemo bearer token: {token}", file=sys.stderr, flush=True
     )

@@ -104,14 +104,13 @@ def _busy(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) ->
 
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
-    if isinstance(exc, falcon.HTTPError):
-        raise exc
     log.error("unhandled_error", path=req.path, method=req.method, exc_info=exc)
     raise ApiError(500, "internal_error", "an unexpected error occurred")
 
 
 def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
-    """Register every handler; later registrations take precedence for subclasses."""
+    """Register every handler; Falcon picks the most specific one for each exception
+    (its own HTTPError handler keeps HTTP errors away from `_unexpected`)."""
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(ScanNotFound, _not_found)
     app.add_error_handler(ScanAlreadyFinished, _already_finished)

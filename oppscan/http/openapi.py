@@ -20,6 +20,7 @@ from oppscan.http.middleware import REQUEST_ID
 from oppscan.http.resources import API, MAX_LIST
 from oppscan.http.validation import DEFAULT_TIMEFRAME, MAX_STRATEGIES, MAX_SYMBOLS
 from oppscan.market import TIMEFRAMES
+from oppscan.model import SCAN_ID as SCAN_ID_PATTERN
 
 JSON = "application/json"
 RUNNING = ["queued", "scanning"]
@@ -27,7 +28,7 @@ FINISHED = ["complete", "failed", "cancelled"]
 
 Schema = dict[str, Any]
 
-SCAN_ID: Schema = {"type": "string", "pattern": "^scan_[0-9a-f]{32}$"}
+SCAN_ID: Schema = {"type": "string", "pattern": f"^{SCAN_ID_PATTERN.pattern}$"}
 STAMP: Schema = {"type": "string", "format": "date-time"}
 COUNT: Schema = {"type": "integer", "minimum": 0}
 WORKER: Schema = {"type": "string", "pattern": "^.+:[0-9]+$"}  # settings.worker_name
@@ -35,7 +36,7 @@ TIMEFRAME: Schema = {"type": "string", "enum": list(TIMEFRAMES)}
 
 
 def _scan_url(kind: str) -> Schema:
-    return {"type": "string", "pattern": f"^{API}/opportunities/{kind}/scan_[0-9a-f]{{32}}$"}
+    return {"type": "string", "pattern": f"^{API}/opportunities/{kind}/{SCAN_ID_PATTERN.pattern}$"}
 
 
 def _ref(name: str, kind: str = "schemas") -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from oppscan.auth import issue_token
+from oppscan.auth import settings_token
 from oppscan.loadtest.chart import chartable, draw_chart
 from oppscan.loadtest.client import HttpClient, Target
 from oppscan.loadtest.options import Options
@@ -97,16 +97,7 @@ def user_tokens(secret: str, users: int, ttl_s: int) -> list[str]:
     """One token per synthetic user, `loadtest-0` and on, with the configured audience and
     issuer (servers started here inherit this environment)."""
     settings = Settings.from_env()
-    return [
-        issue_token(
-            secret,
-            f"loadtest-{i}",
-            ttl_s,
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-        )
-        for i in range(users)
-    ]
+    return [settings_token(settings, f"loadtest-{i}", ttl_s, secret) for i in range(users)]
 
 
 def _measure_url(options: Options, url: str, note: str, console: Console) -> Summary:
