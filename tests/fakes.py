@@ -20,7 +20,6 @@ class FakeRecord:
     digest: str
     strategies: dict[str, StrategyResult] = field(default_factory=dict)
     cancel: bool = False
-    ttl: int | None = None
 
 
 class FakeStore:
@@ -32,11 +31,8 @@ class FakeStore:
         self.outages = 0
         self.outage_reason = "ConnectionError"  # or "TimeoutError": sent, maybe applied
         self.rate_wait = 0  # seconds hit_rate answers; 0: within the limit
-        self.lock = threading.Lock()
-        self.calls: list[str] = []
 
     def _enter(self, name: str) -> None:
-        self.calls.append(name)
         if self.outages > 0:
             self.outages -= 1
             raise StoreUnavailable(self.outage_reason)
@@ -114,7 +110,6 @@ class FakeStore:
         if record.epoch != epoch:
             return False
         record.snapshot = snapshot
-        record.ttl = ttl
         return True
 
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None:

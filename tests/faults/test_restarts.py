@@ -7,7 +7,8 @@ import signal
 import time
 
 from tests.faults.conftest import LEASE_TTL, ServerFactory, scan_field
-from tests.faults.test_worker_death import assert_clean, completed, poll_until
+from tests.faults.test_worker_death import assert_clean, completed
+from tests.support.polling import poll_until
 from tests.support.watch import Watch, start_scans
 
 
@@ -21,7 +22,6 @@ def test_reload_hands_scans_off_at_once(make_server: ServerFactory) -> None:
             s for s in scans if scan_field(server.redis_url, s.scan_id, "status") == "scanning"
         ]
         os.kill(server.master_pid, signal.SIGHUP)
-        reloaded = time.monotonic()
 
         def handed_off() -> bool:
             return all(
@@ -35,7 +35,6 @@ def test_reload_hands_scans_off_at_once(make_server: ServerFactory) -> None:
     print(watch.report("sighup", resumed_s=round(resumed, 2), running_at_reload=len(running)))
     assert running
     assert resumed < 10 / 2  # well under the 10 s lease
-    assert reloaded
     assert_clean(watch)
 
 

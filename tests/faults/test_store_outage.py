@@ -9,7 +9,8 @@ import requests
 
 from oppscan.storage import EmbeddedRedis
 from tests.faults.conftest import ServerFactory
-from tests.faults.test_worker_death import assert_clean, completed, poll_until
+from tests.faults.test_worker_death import assert_clean, completed
+from tests.support.polling import poll_until
 from tests.support.server import GunicornServer
 from tests.support.watch import Watch, start_scans
 

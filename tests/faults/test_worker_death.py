@@ -38,7 +38,7 @@ def epoch_moved(redis_url: str, scan: Scan) -> Callable[[], bool]:
     return lambda: scan_field(redis_url, scan.scan_id, "epoch") != "1"
 
 
-def test_sigkill_of_the_owning_worker(make_server: ServerFactory, store_server: object) -> None:
+def test_sigkill_of_the_owning_worker(make_server: ServerFactory) -> None:
     """The scan of a SIGKILLed worker is finished by another within LEASE_TTL + 2 s."""
     server = make_server()
     redis_url = server.redis_url
@@ -55,7 +55,7 @@ def test_sigkill_of_the_owning_worker(make_server: ServerFactory, store_server: 
     assert_clean(watch)
 
 
-def test_a_paused_owner_is_fenced_off(make_server: ServerFactory, store_server: object) -> None:
+def test_a_paused_owner_is_fenced_off(make_server: ServerFactory) -> None:
     """A worker stopped past its lease loses the scan; after SIGCONT its writes are refused."""
     server = make_server()
     redis_url = server.redis_url
