@@ -91,6 +91,9 @@ class ScanClient(HttpUser):
         """Poll the running scan's status; fetch its results once it finished."""
         if self.scan_id is None:
             return
+        if self.polls >= MAX_POLLS_PER_SCAN:
+            self.scan_id = None  # give up on it, whatever it answered; start another
+            return
         self.polls += 1
         with self.client.get(
             f"{API}/opportunities/status/{self.scan_id}",
@@ -103,8 +106,6 @@ class ScanClient(HttpUser):
             finished = resp.json()["status"] in TERMINAL
         if finished:
             self.fetch_results()
-        elif self.polls >= MAX_POLLS_PER_SCAN:
-            self.scan_id = None
 
     def fetch_results(self) -> None:
         with self.client.get(
@@ -114,5 +115,4 @@ class ScanClient(HttpUser):
         ) as resp:
             if resp.status_code != 200:
                 resp.failure(f"results of a finished scan answered {resp.status_code}")
-                return
         self.scan_id = None
