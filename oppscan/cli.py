@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from oppscan import loadtest
 from oppscan.auth import settings_token
+from oppscan.processes import GUNICORN_CONFIG
 from oppscan.settings import PREFIX, Settings
 
 
@@ -52,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[PREFIX + name] = str(value)
     from gunicorn.app.wsgiapp import WSGIApplication
 
-    sys.argv = ["oppscan serve", "-c", "python:oppscan.gunicorn_config"]
+    sys.argv = ["oppscan serve", "-c", GUNICORN_CONFIG]
     WSGIApplication("%(prog)s [OPTIONS]").run()
     return 0
 

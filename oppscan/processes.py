@@ -55,7 +55,8 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
     return True
 
 
-OPPSCAN_ARGV = (sys.executable, "-m", "gunicorn", "-c", "python:oppscan.gunicorn_config")
+GUNICORN_CONFIG = "python:oppscan.gunicorn_config"
+OPPSCAN_ARGV = (sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG)
 
 
 @dataclass

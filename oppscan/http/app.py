@@ -37,13 +37,13 @@ def create_app(
     errors.install(app)
     document = openapi_document(tuple(sorted(deps.strategies)), tuple(deps.symbols))
     routes: list[tuple[str, object]] = [
-        (f"{API}/opportunities/discover", resources.Discover(deps)),
-        (f"{API}/opportunities/status/{{scan_id}}", resources.Status(deps)),
-        (f"{API}/opportunities/results/{{scan_id}}", resources.Results(deps)),
-        (f"{API}/opportunities/scans", resources.Scans(deps)),
-        (f"{API}/opportunities/scans/{{scan_id}}", resources.Scan(deps)),
-        (f"{API}/strategies", resources.Strategies(deps)),
-        (f"{API}/symbols", resources.Symbols(deps)),
+        (resources.DISCOVER, resources.Discover(deps)),
+        (resources.STATUS, resources.Status(deps)),
+        (resources.RESULTS, resources.Results(deps)),
+        (resources.SCANS, resources.Scans(deps)),
+        (resources.SCAN, resources.Scan(deps)),
+        (resources.STRATEGIES, resources.Strategies(deps)),
+        (resources.SYMBOLS, resources.Symbols(deps)),
         ("/healthz", resources.Health(deps)),
         ("/readyz", resources.Ready(deps)),
         ("/metrics", resources.Metrics(deps)),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+from oppscan.http import resources as routes
 from oppscan.http.middleware import REQUEST_ID
 from oppscan.http.resources import API, MAX_LIST
 from oppscan.http.validation import DEFAULT_TIMEFRAME, MAX_STRATEGIES, MAX_SYMBOLS
@@ -435,17 +436,16 @@ def _probes() -> dict[str, Schema]:
 
 
 def _paths() -> dict[str, Schema]:
-    scans = f"{API}/opportunities"
     api = {
-        f"{scans}/discover": {"post": _discover()},
-        f"{scans}/status/{{scan_id}}": {"get": _status()},
-        f"{scans}/results/{{scan_id}}": {"get": _results()},
-        f"{scans}/scans": {"get": _list_scans()},
-        f"{scans}/scans/{{scan_id}}": {"delete": _cancel()},
-        f"{API}/strategies": {
+        routes.DISCOVER: {"post": _discover()},
+        routes.STATUS: {"get": _status()},
+        routes.RESULTS: {"get": _results()},
+        routes.SCANS: {"get": _list_scans()},
+        routes.SCAN: {"delete": _cancel()},
+        routes.STRATEGIES: {
             "get": _catalogue("listStrategies", "The strategies a scan may run", "StrategyList")
         },
-        f"{API}/symbols": {
+        routes.SYMBOLS: {
             "get": _catalogue("listSymbols", "The symbols the market data serves", "SymbolList")
         },
     }

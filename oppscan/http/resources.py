@@ -32,12 +32,22 @@ class ApiDeps:
     metrics_dir: str | None = None
 
 
+# Every API route, once: the app routes them, the OpenAPI document describes them.
+DISCOVER = f"{API}/opportunities/discover"
+STATUS = f"{API}/opportunities/status/{{scan_id}}"
+RESULTS = f"{API}/opportunities/results/{{scan_id}}"
+SCANS = f"{API}/opportunities/scans"
+SCAN = f"{API}/opportunities/scans/{{scan_id}}"
+STRATEGIES = f"{API}/strategies"
+SYMBOLS = f"{API}/symbols"
+
+
 def status_url(scan_id: str) -> str:
-    return f"{API}/opportunities/status/{scan_id}"
+    return STATUS.format(scan_id=scan_id)
 
 
 def results_url(scan_id: str) -> str:
-    return f"{API}/opportunities/results/{scan_id}"
+    return RESULTS.format(scan_id=scan_id)
 
 
 def _render_status(resp: falcon.Response, answer: Answer, code: int = 200) -> None:
