@@ -51,8 +51,8 @@ def bad_request(code: str, detail: str) -> ApiError:
     return ApiError(400, code, detail)
 
 
-def not_found() -> ApiError:
-    return ApiError(404, "not_found", "no such scan")
+def unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -63,7 +63,7 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTP
 
 
 def _not_found(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
-    raise not_found()
+    raise ApiError(404, "not_found", "no such scan")
 
 
 def _already_finished(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:

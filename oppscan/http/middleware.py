@@ -12,7 +12,7 @@ import falcon
 import structlog
 
 from oppscan.auth import InvalidToken, TokenVerifier
-from oppscan.http.errors import ApiError
+from oppscan.http.errors import unauthorized
 from oppscan.metrics import REQUEST_SECONDS, REQUESTS
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -71,12 +71,8 @@ class Authentication:
         header = req.get_header("Authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _unauthorized("a bearer token is required")
+            raise unauthorized("a bearer token is required")
         try:
             req.context.user = self._verifier.user_of(token.strip())
         except InvalidToken:
-            raise _unauthorized("the bearer token is invalid or expired") from None
-
-
-def _unauthorized(detail: str) -> ApiError:
-    return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+            raise unauthorized("the bearer token is invalid or expired") from None
