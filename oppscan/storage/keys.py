@@ -1,7 +1,9 @@
 """Every Redis key oppscan uses, and nothing else builds key strings.
 
-A scan's own key carries the hash tag `{scan_id}` so that its atomic steps stay
-in one slot on Redis Cluster. Indexes span scans and have no tag.
+A scan's own key carries the hash tag `{scan_id}`; indexes span scans and have
+no tag. The scripts touch a scan's key together with indexes (and CLAIM_DEDUP
+builds scan keys inside Lua), so they need a single Redis or Sentinel, not
+Cluster.
 """
 
 from __future__ import annotations
