@@ -131,15 +131,49 @@ class StrategyResult:
 
 
 @dataclass(frozen=True)
+class Epoch:
+    """An owner's fencing token: a generation and a tag of its own.
+
+    The generation grows by one with every claim. The tag makes the token
+    unique even when Redis forgets a claim (a crash that loses its last
+    writes, a failover to a replica that had not seen them) and hands the same
+    generation out again: two owners never hold the same token.
+    """
+
+    number: int
+    tag: str
+
+    @classmethod
+    def first(cls) -> Epoch:
+        """The token of a scan that its creator owns from the start."""
+        return cls(1, new_epoch_tag())
+
+    def __str__(self) -> str:
+        return f"{self.number}.{self.tag}"
+
+
+QUEUED_EPOCH = Epoch(0, "")
+
+
+def new_epoch_tag() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
 class ScanJob:
-    """What an owner starts (or resumes) a scan from; `done` is already in Redis."""
+    """What an owner starts (or resumes) a scan from; `done` is already in Redis.
+
+    `updated_at` is the record's as the owner found it: the first snapshot
+    shows it, so that a takeover never moves a client's `updated_at` back.
+    """
 
     scan_id: str
     user: str
     params: ScanParams
-    epoch: int
+    epoch: Epoch
     created_at: str
     started_at: str
+    updated_at: str
     done: tuple[StrategyResult, ...] = ()
     cancel_requested: bool = False
 

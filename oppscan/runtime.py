@@ -11,18 +11,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pykka
 
 from oppscan.actors import RegistryActor, RegistryView
+from oppscan.actors.proxies import RegistryProxy, ScanActorProxy, registry_proxy
 from oppscan.actors.scan import Registrar, ScanDeps, schedule_with_timer
 from oppscan.actors.steward import Steward
 from oppscan.actors.strategy_run import ProcessStrategyPool, StrategyPool, ThreadStrategyPool
 from oppscan.logs import get_logger
 from oppscan.market import MarketData, load_market
 from oppscan.settings import Settings, worker_name
-from oppscan.storage import ScanStore, open_store
+from oppscan.storage import Store, open_store
 from oppscan.strategies import Strategy, available_strategies
 
 log = get_logger("oppscan.runtime")
@@ -31,11 +31,11 @@ log = get_logger("oppscan.runtime")
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
-    store: ScanStore
+    store: Store
     market: MarketData
     strategies: Mapping[str, Strategy]
     pool: StrategyPool
-    registry: Any  # RegistryActor proxy: the one writer of `view`
+    registry: RegistryProxy  # the one writer of `view`
     view: RegistryView
     worker: str
     steward: Steward | None = None
@@ -55,6 +55,8 @@ def start_runtime(
     market = load_market(settings.market, settings.synthetic_latency_ms)
     strategies = available_strategies()
     pool = strategy_pool(settings, strategies, market)
+    view = RegistryView(settings.cache_ttl, settings.cache_size, settings.result_ttl)
+    worker = worker_name()
 
     def deps_for(registrar: Registrar) -> ScanDeps:
         return ScanDeps(
@@ -65,11 +67,14 @@ def start_runtime(
             result_ttl=settings.result_ttl,
             results_cap=settings.results_cap,
             schedule=schedule_with_timer,
+            worker=worker,
+            lease_ms=settings.lease_ms,
+            holds_lease=lambda scan_id: view.local(scan_id) is not None,
         )
 
-    view = RegistryView(settings.cache_ttl, settings.cache_size, settings.result_ttl)
-    registry = RegistryActor.start(view, deps_for, settings.lease_ttl, on_registry_failure).proxy()
-    worker = worker_name()
+    registry = registry_proxy(
+        RegistryActor.start(view, deps_for, settings.lease_ttl, on_registry_failure)
+    )
     steward = Steward(store, registry, view, worker, settings).start()
     log.info("runtime_started", market=market.name, strategies=len(strategies))
     return Runtime(settings, store, market, strategies, pool, registry, view, worker, steward)
@@ -98,10 +103,10 @@ def strategy_pool(
     return ThreadStrategyPool(settings.strategy_threads, strategies, market)
 
 
-def _hand_off(scans: Sequence[Any], settings: Settings) -> None:
+def _hand_off(scans: Sequence[ScanActorProxy], settings: Settings) -> None:
     """Release every scan at a strategy boundary, within the hand-off timeout."""
     deadline = time.monotonic() + settings.handoff_timeout
-    waiting: list[tuple[Any, threading.Event]] = []
+    waiting: list[tuple[ScanActorProxy, threading.Event]] = []
     for proxy in scans:
         with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
             waiting.append((proxy, proxy.release().get(timeout=settings.ask_timeout)))

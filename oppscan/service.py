@@ -6,20 +6,29 @@ says which (`source`). Nothing here turns a store outage into "not found".
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 import pykka
 
-from oppscan.actors import CellBusy, Owned, SnapshotCell
+from oppscan.actors import CellBusy, SnapshotCell
 from oppscan.logs import get_logger
 from oppscan.metrics import SCAN_READS, SCANS_STARTED
-from oppscan.model import ScanJob, ScanParams, ScanSnapshot, ScanStatus, new_scan_id, now_iso
+from oppscan.model import (
+    ScanParams,
+    ScanSnapshot,
+    ScanStatus,
+    new_epoch_tag,
+    new_scan_id,
+    now_iso,
+)
 from oppscan.runtime import Runtime
 from oppscan.storage import NewScan, StoreUnavailable
 
 log = get_logger("oppscan.service")
+T = TypeVar("T")
 
 Source = Literal["actor", "cache", "store"]
 # Why a read was answered from where it was (logged with not-found answers):
@@ -37,7 +46,8 @@ READS = {
     for source in ("actor", "cache", "store")
     for outcome in ("found", "not_found", "unavailable")
 }
-DEDUP_ATTEMPTS = 5
+# How each kind of registration is counted in `oppscan_scans_started_total`.
+KINDS = {"joined": "deduplicated", "reused": "reused"}
 
 
 class ScanNotFound(Exception):
@@ -102,27 +112,6 @@ class ScanService:
     def discover(self, user: str, params: ScanParams, force_refresh: bool) -> Discovered:
         """Join a running identical scan, reuse a finished one, or start a new one."""
         self._check_rate(user)
-        digest = params.digest()
-        for _ in range(DEDUP_ATTEMPTS):
-            current = self._store.dedup_target(user, digest)
-            existing = self._store.read(current) if current else None
-            if existing is not None and existing.user == user:
-                if not existing.status.terminal:
-                    SCANS_STARTED.labels("deduplicated").inc()
-                    return Discovered(existing.scan_id, existing.status, deduplicated=True)
-                if existing.status is ScanStatus.COMPLETE and not force_refresh:
-                    SCANS_STARTED.labels("reused").inc()
-                    return Discovered(existing.scan_id, existing.status, cached=True)
-            started = self._start_if_current(user, params, digest, current)
-            if started is not None:
-                SCANS_STARTED.labels(started.status.value).inc()
-                return started
-        raise StoreUnavailable("dedup_contention")
-
-    def _start_if_current(
-        self, user: str, params: ScanParams, digest: str, expected: str | None
-    ) -> Discovered | None:
-        """Register a new scan, owned here if this worker has room, else queued."""
         settings = self._rt.settings
         has_room = len(self._view.owned()) < settings.max_scans_per_worker
         scan = NewScan(
@@ -133,20 +122,18 @@ class ScanService:
             owner=self._rt.worker if has_room else None,
         )
         sent = time.monotonic()
-        self._store.create(scan, settings.lease_ms)
         limit = settings.max_active_scans_per_user
-        claimed = self._store.claim_dedup(user, digest, expected, scan.scan_id, limit)
-        if claimed != 1:
-            self._store.discard(scan.scan_id, user)
-        if claimed < 0:
+        done = self._store.register(scan, settings.lease_ms, force_refresh, limit)
+        if done.kind == "limited":
             raise TooManyActiveScans(limit)
-        if claimed == 0:
-            return None
-        if not has_room:
-            return Discovered(scan.scan_id, ScanStatus.QUEUED)
-        job = ScanJob(scan.scan_id, user, params, scan.epoch, scan.created_at, scan.created_at)
-        self._ask(self._registry.spawn(job, sent))
-        return Discovered(scan.scan_id, ScanStatus.SCANNING)
+        assert done.status is not None
+        SCANS_STARTED.labels(KINDS.get(done.kind, done.status.value)).inc()
+        if done.kind != "created":
+            joined = done.kind == "joined"
+            return Discovered(done.scan_id, done.status, deduplicated=joined, cached=not joined)
+        if has_room:
+            self._ask(self._registry.spawn(scan.job(), sent))
+        return Discovered(scan.scan_id, done.status)
 
     def _check_rate(self, user: str) -> None:
         limit = self._rt.settings.discover_rate_per_minute
@@ -167,15 +154,8 @@ class ScanService:
         return self._store.list_scans(user, limit)
 
     def cancel(self, user: str, scan_id: str) -> Answer:
-        """Cancel at the next strategy boundary; the owner does the writing."""
-        local = self._view.local(scan_id)
-        if local is not None:
-            snapshot = self._read(local.cell)
-            if snapshot is not None and snapshot.user == user:
-                answer = self._cancel_local(local, snapshot)
-                if answer is not None:
-                    return answer
-        # Not ours, or our actor stopped meanwhile: the flag in Redis reaches the owner.
+        """Cancel at the next strategy boundary. The request is in Redis before it is
+        acknowledged, so that whoever owns the scan next honours it."""
         status = self._store.request_cancel(scan_id, user)
         if status is None:
             raise ScanNotFound(scan_id)
@@ -183,24 +163,22 @@ class ScanService:
             raise ScanAlreadyFinished(status)
         if status is ScanStatus.QUEUED:
             self._cancel_queued(scan_id)
+        local = self._view.local(scan_id)
+        if local is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                cancelled: ScanSnapshot | None = self._ask(local.proxy.cancel())
+                if cancelled is not None:
+                    return Answer(cancelled, "actor")
         return self._lookup(user, scan_id, with_results=False)
 
     def _cancel_queued(self, scan_id: str) -> None:
         """Nobody owns a queued scan: claim it here so that it is recorded as cancelled."""
         sent = time.monotonic()
-        job = self._store.claim(scan_id, self._rt.worker, self._rt.settings.lease_ms)
+        job = self._store.claim(
+            scan_id, self._rt.worker, self._rt.settings.lease_ms, new_epoch_tag()
+        )
         if job is not None:
             self._ask(self._registry.spawn(job, sent))
-
-    def _cancel_local(self, local: Owned, snapshot: ScanSnapshot) -> Answer | None:
-        """Ask our actor to cancel; None when it stopped meanwhile (Redis then knows)."""
-        if snapshot.status.terminal:
-            raise ScanAlreadyFinished(snapshot.status)
-        try:
-            cancelled: ScanSnapshot | None = self._ask(local.proxy.cancel())
-        except pykka.ActorDeadError:
-            return None
-        return Answer(cancelled, "actor") if cancelled else None
 
     def _lookup(self, user: str, scan_id: str, with_results: bool) -> Answer:
         try:
@@ -249,7 +227,7 @@ class ScanService:
         except CellBusy:
             raise WorkerBusy("the scan's owner is still writing to the store") from None
 
-    def _ask(self, future: pykka.Future[Any]) -> Any:
+    def _ask(self, future: pykka.Future[T]) -> T:
         try:
             return future.get(timeout=self._timeout)
         except pykka.Timeout:

@@ -8,22 +8,30 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from oppscan.market import MarketData
-from oppscan.model import ScanSnapshot, ScanStatus, StrategyResult
-from oppscan.storage import NewScan, Recorded, StoreUnavailable
+from oppscan.model import QUEUED_EPOCH, Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult
+from oppscan.storage import (
+    CircuitBreaker,
+    LeaseState,
+    NewScan,
+    Recorded,
+    Registration,
+    StoreUnavailable,
+    Written,
+)
 from oppscan.strategies import Opportunity, StrategyContext, StrategySkipped
 
 
 @dataclass
 class FakeRecord:
     snapshot: ScanSnapshot
-    epoch: int
+    epoch: Epoch
     digest: str
     strategies: dict[str, StrategyResult] = field(default_factory=dict)
     cancel: bool = False
 
 
 class FakeStore:
-    """The ScanStore surface, in memory; `outages` makes the next N calls fail."""
+    """The `Store` port, in memory; `outages` makes the next N calls fail."""
 
     def __init__(self) -> None:
         self.records: dict[str, FakeRecord] = {}
@@ -31,53 +39,73 @@ class FakeStore:
         self.outages = 0
         self.outage_reason = "ConnectionError"  # or "TimeoutError": sent, maybe applied
         self.rate_wait = 0  # seconds hit_rate answers; 0: within the limit
+        self.applied_then_timeout: set[str] = set()  # calls that land, then time out once
+        self.breaker = CircuitBreaker()
 
     def _enter(self, name: str) -> None:
         if self.outages > 0:
             self.outages -= 1
             raise StoreUnavailable(self.outage_reason)
 
+    def _answer_lost(self, name: str) -> None:
+        if name in self.applied_then_timeout:
+            self.applied_then_timeout.discard(name)
+            raise StoreUnavailable("TimeoutError")
+
     def ping(self) -> bool:
         self._enter("ping")
         return True
 
-    def dedup_target(self, user: str, digest: str) -> str | None:
-        self._enter("dedup_target")
-        return self.dedup.get((user, digest))
+    def probe(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
 
     def hit_rate(self, user: str, limit: int, window_s: int) -> int:
         self._enter("hit_rate")
         return self.rate_wait
 
-    def create(self, scan: NewScan, lease_ms: int) -> bool:
-        self._enter("create")
-        if scan.scan_id in self.records:
-            return False
-        snapshot = ScanSnapshot(
-            scan.scan_id,
-            scan.user,
-            ScanStatus.SCANNING,
-            len(scan.params.strategies),
-            0,
-            0,
-            scan.created_at,
-            scan.created_at,
-        )
-        self.records[scan.scan_id] = FakeRecord(snapshot, scan.epoch, scan.params.digest())
-        return True
+    def register(
+        self, scan: NewScan, lease_ms: int, force_refresh: bool = False, max_active: int = 0
+    ) -> Registration:
+        self._enter("register")
+        digest = scan.params.digest()
+        current = self.records.get(self.dedup.get((scan.user, digest), ""))
+        if current is not None and not current.cancel:
+            status = current.snapshot.status
+            if not status.terminal:
+                return Registration("joined", current.snapshot.scan_id, status)
+            if status is ScanStatus.COMPLETE and not force_refresh:
+                return Registration("reused", current.snapshot.scan_id, status)
+        status = ScanStatus.SCANNING if scan.owner else ScanStatus.QUEUED
+        stamp = scan.created_at
+        total = len(scan.params.strategies)
+        snapshot = ScanSnapshot(scan.scan_id, scan.user, status, total, 0, 0, stamp, stamp)
+        epoch = scan.epoch if scan.owner else QUEUED_EPOCH
+        self.records[scan.scan_id] = FakeRecord(snapshot, epoch, digest)
+        self.dedup[(scan.user, digest)] = scan.scan_id
+        self._answer_lost("register")
+        return Registration("created", scan.scan_id, status)
 
-    def claim_dedup(
-        self, user: str, digest: str, expected: str | None, new: str, max_active: int = 0
-    ) -> int:
-        self._enter("claim_dedup")
-        if self.dedup.get((user, digest)) != expected:
-            return 0
-        self.dedup[(user, digest)] = new
-        return 1
+    def claimable(self, limit: int) -> list[str]:
+        self._enter("claimable")
+        return []
 
-    def discard(self, scan_id: str, user: str) -> None:
-        self._enter("discard")
-        self.records.pop(scan_id, None)
+    def claim(self, scan_id: str, owner: str, lease_ms: int, tag: str) -> ScanJob | None:
+        self._enter("claim")
+        return None
+
+    def renew(self, leases: Sequence[tuple[str, Epoch]], lease_ms: int) -> list[LeaseState]:
+        self._enter("renew")
+        return [
+            LeaseState(sid, epoch, self.records[sid].epoch == epoch, self.records[sid].cancel)
+            for sid, epoch in leases
+        ]
+
+    def release(self, scan_id: str, epoch: Epoch) -> bool:
+        self._enter("release")
+        return self.records[scan_id].epoch == epoch
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
         self._enter("read")
@@ -87,12 +115,14 @@ class FakeStore:
         return record.snapshot if with_results else replace(record.snapshot, results=None)
 
     def record_strategy(
-        self, scan_id: str, epoch: int, result: StrategyResult, updated_at: str
-    ) -> Recorded | None:
+        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str
+    ) -> Recorded | Written:
         self._enter("record_strategy")
-        record = self.records[scan_id]
-        if record.epoch != epoch:
-            return None
+        record = self.records.get(scan_id)
+        if record is None:
+            return Written.FORGOTTEN
+        if record.epoch != epoch or record.snapshot.status.terminal:
+            return Written.FENCED
         if result.name not in record.strategies:
             record.strategies[result.name] = result
             record.snapshot = replace(
@@ -104,12 +134,43 @@ class FakeStore:
         s = record.snapshot
         return Recorded(s.completed, s.found, s.updated_at, record.cancel)
 
-    def finish(self, snapshot: ScanSnapshot, epoch: int, digest: str, ttl: int) -> bool:
+    def finish(self, snapshot: ScanSnapshot, epoch: Epoch, digest: str, ttl: int) -> Written | None:
         self._enter("finish")
-        record = self.records[snapshot.scan_id]
+        record = self.records.get(snapshot.scan_id)
+        if record is None:
+            return Written.FORGOTTEN
         if record.epoch != epoch:
-            return False
-        record.snapshot = snapshot
+            return Written.FENCED
+        if not record.snapshot.status.terminal:
+            record.snapshot = snapshot
+        return None
+
+    def restore(
+        self,
+        job: ScanJob,
+        owner: str,
+        done: Sequence[StrategyResult],
+        updated_at: str,
+        lease_ms: int,
+    ) -> bool:
+        self._enter("restore")
+        if job.scan_id in self.records:
+            return self.records[job.scan_id].epoch == job.epoch
+        total = len(job.params.strategies)
+        found = sum(len(r.opportunities) for r in done)
+        snapshot = ScanSnapshot(
+            job.scan_id,
+            job.user,
+            ScanStatus.SCANNING,
+            total,
+            len(done),
+            found,
+            job.created_at,
+            updated_at,
+        )
+        record = FakeRecord(snapshot, job.epoch, job.params.digest())
+        record.strategies = {r.name: r for r in done}
+        self.records[job.scan_id] = record
         return True
 
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None:
@@ -196,11 +257,11 @@ class Recorder:
         self.released: list[str] = []
         self.done = threading.Event()
 
-    def scan_finished(self, snapshot: ScanSnapshot) -> None:
+    def scan_finished(self, snapshot: ScanSnapshot, epoch: Epoch) -> None:
         self.finished.append(snapshot)
         self.done.set()
 
-    def scan_released(self, scan_id: str) -> None:
+    def scan_released(self, scan_id: str, epoch: Epoch) -> None:
         self.released.append(scan_id)
         self.done.set()
 

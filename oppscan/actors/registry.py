@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
 
 import pykka
 
+from oppscan.actors.proxies import RegistryProxy, registry_proxy, scan_proxy
 from oppscan.actors.scan import Registrar, ScanActor, ScanDeps, first_snapshot
 from oppscan.actors.views import Owned, RegistryView, SnapshotCell
 from oppscan.logs import get_logger
 from oppscan.metrics import SCANS_RUNNING
-from oppscan.model import ScanJob, ScanSnapshot
+from oppscan.model import Epoch, ScanJob, ScanSnapshot
 from oppscan.storage import LeaseState
 
 log = get_logger("oppscan.registry")
@@ -27,16 +29,16 @@ log = get_logger("oppscan.registry")
 class Told:
     """The Registrar scan actors get: tells, so a failed handler reaches `on_failure`."""
 
-    def __init__(self, proxy: pykka.ActorProxy[RegistryActor]) -> None:
+    def __init__(self, proxy: RegistryProxy) -> None:
         self._proxy = proxy
 
-    def scan_finished(self, snapshot: ScanSnapshot) -> None:
+    def scan_finished(self, snapshot: ScanSnapshot, epoch: Epoch) -> None:
         with contextlib.suppress(pykka.ActorDeadError):  # the worker is stopping
-            self._proxy.scan_finished.defer(snapshot)
+            self._proxy.scan_finished.defer(snapshot, epoch)
 
-    def scan_released(self, scan_id: str) -> None:
+    def scan_released(self, scan_id: str, epoch: Epoch) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
-            self._proxy.scan_released.defer(scan_id)
+            self._proxy.scan_released.defer(scan_id, epoch)
 
 
 class RegistryActor(pykka.ThreadingActor):
@@ -54,6 +56,7 @@ class RegistryActor(pykka.ThreadingActor):
         self._deps_for = deps_for
         self._deps: ScanDeps | None = None
         self._owned: dict[str, Owned] = {}
+        self._started: list[pykka.ActorRef[ScanActor]] = []  # every actor, to stop them all
 
     # -- asked -----------------------------------------------------------
 
@@ -61,31 +64,40 @@ class RegistryActor(pykka.ThreadingActor):
         """Start the scan's actor here, so its `scan_finished` always finds it adopted.
 
         `leased_at` is when (monotonic) the request that took the lease was
-        sent: the lease surely holds until `leased_at + lease_ttl`.
+        sent: the lease surely holds until `leased_at + lease_ttl`. An actor of
+        an older epoch of the same scan (this worker's lease lapsed, and it
+        claimed the scan again) is fenced first: one scan, one actor.
         """
         if self._deps is None:
-            self._deps = self._deps_for(Told(self.actor_ref.proxy()))
+            self._deps = self._deps_for(Told(registry_proxy(self.actor_ref)))
+        old = self._owned.get(job.scan_id)
+        if old is not None and old.epoch == job.epoch:
+            return  # the same claim, answered twice
+        if old is not None:
+            old.proxy.lost.defer()
         cell = SnapshotCell(first_snapshot(job))
         ref = ScanActor.start(job, self._deps, cell)
+        self._started = [r for r in self._started if r.is_alive()] + [ref]
         try:
-            proxy = ref.proxy()
+            proxy = scan_proxy(ref)
         except pykka.ActorDeadError:
+            self._owned.pop(job.scan_id, None)
             return  # Finished already: its `scan_finished` is queued behind this message.
         self._owned[job.scan_id] = Owned(proxy, cell, job.epoch, leased_at + self._lease_ttl)
         self._publish()
 
     # -- told ------------------------------------------------------------
 
-    def scan_finished(self, snapshot: ScanSnapshot) -> None:
+    def scan_finished(self, snapshot: ScanSnapshot, epoch: Epoch) -> None:
         self._view.remember(snapshot)
-        self._forget(snapshot.scan_id)
+        self._forget(snapshot.scan_id, epoch)
 
-    def scan_released(self, scan_id: str) -> None:
-        self._forget(scan_id)
+    def scan_released(self, scan_id: str, epoch: Epoch) -> None:
+        self._forget(scan_id, epoch)
 
     def leases_checked(self, states: Sequence[LeaseState], renewed_at: float) -> None:
-        """Extend the leases that held; tell owners that lost theirs, or whose scan
-        someone asked to cancel."""
+        """Extend the leases that held; tell owners that lost theirs, whose record
+        Redis forgot, or whose scan someone asked to cancel."""
         for state in states:
             owned = self._owned.get(state.scan_id)
             if owned is None or owned.epoch != state.epoch:
@@ -93,11 +105,14 @@ class RegistryActor(pykka.ThreadingActor):
             if not owned.proxy.actor_ref.is_alive():
                 self._owned.pop(state.scan_id)  # stopped without telling: Redis takes over
                 continue
-            if not state.held:
+            if state.forgotten and renewed_at < owned.lease_until:
+                owned.proxy.restore.defer()  # ours until Redis lost it: write it back
+            elif not state.held:
                 owned.proxy.lost.defer()
                 continue
-            until = renewed_at + self._lease_ttl
-            self._owned[state.scan_id] = Owned(owned.proxy, owned.cell, owned.epoch, until)
+            else:
+                until = renewed_at + self._lease_ttl
+                self._owned[state.scan_id] = replace(owned, lease_until=until)
             if state.cancel_requested:
                 owned.proxy.cancel.defer()
         self._publish()
@@ -106,6 +121,12 @@ class RegistryActor(pykka.ThreadingActor):
         """Redis answers again: every owner flushes the writes it kept."""
         for owned in self._owned.values():
             owned.proxy.retry_writes.defer()
+
+    def on_stop(self) -> None:
+        """No scan actor outlives its registry (pykka threads would keep the worker alive)."""
+        for ref in self._started:
+            if ref.is_alive():
+                ref.stop(block=False)
 
     def on_failure(
         self,
@@ -116,11 +137,15 @@ class RegistryActor(pykka.ThreadingActor):
         """A bug stopped the registry: scans can no longer start or renew here, so the
         worker asks to be replaced (its leases lapse to the other workers meanwhile)."""
         log.error("registry_failed", failure_reason=repr(exception_value))
+        self.on_stop()
         if self._failed is not None:
             self._failed()
 
-    def _forget(self, scan_id: str) -> None:
-        if self._owned.pop(scan_id, None) is not None:
+    def _forget(self, scan_id: str, epoch: Epoch) -> None:
+        """Only the owner of this epoch leaves: an older actor's news leaves its successor."""
+        owned = self._owned.get(scan_id)
+        if owned is not None and owned.epoch == epoch:
+            del self._owned[scan_id]
             self._publish()
 
     def _publish(self) -> None:

@@ -1,11 +1,12 @@
 """ScanActor: owns one running scan, its strategies and its durable state.
 
-Strategies run on the worker's strategy pool and report back by message. Every
-result is written through to Redis (fenced by epoch) on the actor's own thread,
-and only then published to the scan's `SnapshotCell`, which request threads
-read without asking the actor. The actor holds the cell across the write and
-the publication: a poll answered here never shows more than Redis holds, and a
-poll that reaches this worker after another worker read Redis never shows less.
+The decisions are `ScanLifecycle`'s; this actor performs them. Strategies run
+on the worker's strategy pool and report back by message. Every result is
+written through to Redis (fenced by epoch) on the actor's own thread, and only
+then published to the scan's `SnapshotCell`, which request threads read without
+asking the actor. The actor holds the cell across the write and the
+publication: a poll answered here never shows more than Redis holds, and a poll
+that reaches this worker after another worker read Redis never shows less.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from typing import Any, Protocol, TypeVar
 
 import pykka
 
+from oppscan.actors.lifecycle import Phase, ScanLifecycle, Step
+from oppscan.actors.proxies import ScanActorProxy, scan_proxy
 from oppscan.actors.strategy_run import ScanFailure, StrategyPool
 from oppscan.actors.views import SnapshotCell
 from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, SCANS_FINISHED, STRATEGY_SECONDS
-from oppscan.model import ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
+from oppscan.model import Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.results import build_results
-from oppscan.storage import Recorded, ScanStore, StoreUnavailable
+from oppscan.storage import Recorded, Store, StoreUnavailable, Written
 
 T = TypeVar("T")
 
@@ -37,22 +40,25 @@ MAX_RETRY = 2.0
 class Registrar(Protocol):
     """What a scan tells its registry (events, never asked)."""
 
-    def scan_finished(self, snapshot: ScanSnapshot) -> Any: ...
+    def scan_finished(self, snapshot: ScanSnapshot, epoch: Epoch) -> Any: ...
 
-    def scan_released(self, scan_id: str) -> Any: ...
+    def scan_released(self, scan_id: str, epoch: Epoch) -> Any: ...
 
 
 @dataclass(frozen=True)
 class ScanDeps:
     """What every scan actor of a worker shares."""
 
-    store: ScanStore
+    store: Store
     pool: StrategyPool
     strategies: Collection[str]  # the names installed here
     registrar: Registrar
     result_ttl: int
     results_cap: int
     schedule: Callable[[float, Callable[[], Any]], Any]
+    worker: str = "local"
+    lease_ms: int = 10_000
+    holds_lease: Callable[[str], bool] = lambda _scan_id: True
 
 
 def schedule_with_timer(delay: float, action: Callable[[], Any]) -> threading.Timer:
@@ -63,7 +69,7 @@ def schedule_with_timer(delay: float, action: Callable[[], Any]) -> threading.Ti
 
 
 def first_snapshot(job: ScanJob) -> ScanSnapshot:
-    """What a scan shows when its actor starts: the progress Redis already holds."""
+    """What a scan shows when its actor starts: what Redis already holds."""
     return ScanSnapshot(
         scan_id=job.scan_id,
         user=job.user,
@@ -72,7 +78,7 @@ def first_snapshot(job: ScanJob) -> ScanSnapshot:
         completed=len(job.done),
         found=sum(len(r.opportunities) for r in job.done),
         created_at=job.created_at,
-        updated_at=job.started_at,
+        updated_at=job.updated_at,
     )
 
 
@@ -82,20 +88,13 @@ class ScanActor(pykka.ThreadingActor):
         self._job = job
         self._deps = deps
         self._cell = cell
-        self._log = get_logger("oppscan.scan").bind(scan_id=job.scan_id, epoch=job.epoch)
-        self._durable: dict[str, StrategyResult] = {r.name: r for r in job.done}
-        self._unsaved: list[StrategyResult] = []
+        self._log = get_logger("oppscan.scan").bind(scan_id=job.scan_id, epoch=str(job.epoch))
+        self._life = ScanLifecycle(job)
         self._futures: dict[str, Future[StrategyResult | ScanFailure]] = {}
-        self._outstanding: set[str] = set()  # submitted, not yet reported
-        self._resubmitted: set[str] = set()  # lost once with their process already
-        self._releasing = False
-        self._finished = False
         self._stopped = threading.Event()
-        self._closing: tuple[ScanStatus, str | None] | None = None
-        self._final: ScanSnapshot | None = None
+        self._final: ScanSnapshot | None = None  # built once: a retried write sends the same
         self._retry_delay = MIN_RETRY
         self._retry_pending = False
-        self._released = False
         self._snapshot = first_snapshot(job)
 
     # -- lifecycle -------------------------------------------------------
@@ -109,24 +108,20 @@ class ScanActor(pykka.ThreadingActor):
             self.actor_ref.stop(block=False)
 
     def _start_strategies(self) -> None:
-        proxy = self.actor_ref.proxy()
-        for name in self._job.params.strategies:
-            if name in self._durable:
-                continue
-            if name not in self._deps.strategies:
-                # Resumed on a worker without this plugin: say so, and go on.
+        for name in self._life.to_run():
+            if name in self._deps.strategies:
+                self._submit(name)
+            else:  # resumed on a worker without this plugin: say so, and go on
                 missing = "strategy is not installed on this worker"
-                self._unsaved.append(StrategyResult(name, "error", (), 0, missing))
-            else:
-                self._submit(proxy, name)
-        self._log.info("scan_started", remaining=len(self._futures), resumed=len(self._durable))
-        if self._job.cancel_requested:
-            self._close(ScanStatus.CANCELLED, "cancelled by request")
-        self._advance()
+                self._life.reported(StrategyResult(name, "error", (), 0, missing))
+        self._log.info(
+            "scan_started", remaining=len(self._futures), resumed=len(self._life.durable)
+        )
+        self._life.begin(self._job.cancel_requested)
+        self._run()
 
     def on_stop(self) -> None:
-        for future in self._futures.values():
-            future.cancel()
+        self._cancel_futures()
         self._cell.disown()
         self._stopped.set()
 
@@ -139,66 +134,32 @@ class ScanActor(pykka.ThreadingActor):
         """A bug stopped this actor: record the scan as failed while it is still
         ours, rather than leave it to be resumed (and fail again) elsewhere."""
         self._log.error("scan_actor_failed", failure_reason=repr(exception_value))
-        if not (self._released or self._finished):
-            self._close(ScanStatus.FAILED, "internal error")
-            with contextlib.suppress(Exception):
-                self._save_final()
-        if not (self._released or self._finished):
-            self._released = True
-            self._cell.disown()
-            self._deps.registrar.scan_released(self._job.scan_id)
+        self._life.crashed()
+        try:
+            self._run()
+        except Exception:
+            self._life.give_up()
+            self._run()
         self.on_stop()
 
-    def _submit(self, proxy: Any, name: str) -> None:
+    def _submit(self, name: str) -> None:
         params = self._job.params
         future = self._deps.pool.submit(name, params.symbols, params.timeframe, self._job.scan_id)
+        proxy = scan_proxy(self.actor_ref)
         future.add_done_callback(lambda f: _report(proxy, name, f))
         self._futures[name] = future
-        self._outstanding.add(name)
+        self._life.submitted(name)
 
     # -- asked -----------------------------------------------------------
 
     def cancel(self) -> ScanSnapshot | None:
         """Stop at the next strategy boundary and record the scan as cancelled.
 
-        None when this actor no longer owns the scan: the cancel must go through Redis.
+        The cancel is in Redis already. None when this actor no longer owns the scan.
         """
-        if self._closing is None:
-            self._close(ScanStatus.CANCELLED, "cancelled by request")
-            self._advance()
-        return None if self._released else self._snapshot
-
-    # -- told ------------------------------------------------------------
-
-    def strategy_lost(self, name: str, error: str) -> None:
-        """The process running `name` died (an OOM kill): run it once more, then give up."""
-        if self._releasing or self._closing is not None or self._released:
-            self._outstanding.discard(name)  # a successor runs it, or nobody needs it
-            self._finish_release_when_idle()
-        elif name not in self._resubmitted:
-            self._resubmitted.add(name)
-            self._log.warning("strategy_resubmitted", strategy=name, failure_reason=error)
-            self._submit(self.actor_ref.proxy(), name)
-        else:
-            self.strategy_done(StrategyResult(name, "error", (), 0, error))
-
-    def strategy_done(self, outcome: StrategyResult | ScanFailure) -> None:
-        name = outcome.strategy if isinstance(outcome, ScanFailure) else outcome.name
-        self._outstanding.discard(name)
-        if self._closing is not None or self._released:
-            return
-        if isinstance(outcome, ScanFailure) and self._releasing:
-            pass  # The successor runs it again and fails the scan itself.
-        elif isinstance(outcome, ScanFailure):
-            self._log.warning(
-                "scan_failed", strategy=outcome.strategy, failure_reason=outcome.error
-            )
-            self._close(ScanStatus.FAILED, outcome.error)
-        else:
-            STRATEGY_SECONDS.labels(outcome.name, outcome.status).observe(outcome.duration_ms / 1e3)
-            self._unsaved.append(outcome)
-        self._advance()
-        self._finish_release_when_idle()
+        self._life.cancel()
+        self._run()
+        return None if self._life.phase in (Phase.RELEASED, Phase.FENCED) else self._snapshot
 
     def release(self) -> threading.Event:
         """Hand the scan off (worker stopping) at a strategy boundary.
@@ -207,124 +168,164 @@ class ScanActor(pykka.ThreadingActor):
         then the lease is freed so another worker resumes at once. The event is
         set when this actor has stopped.
         """
-        self._releasing = True
-        for name, future in self._futures.items():
-            if future.cancel():
-                self._outstanding.discard(name)
-        self._finish_release_when_idle()
+        dropped = [name for name, future in self._futures.items() if future.cancel()]
+        self._life.release(dropped)
+        self._run()
         return self._stopped
+
+    # -- told ------------------------------------------------------------
 
     def release_now(self) -> None:
         """The hand-off ran out of time: free the lease without waiting for strategies."""
-        self._releasing = True
-        self._outstanding.clear()
-        self._finish_release_when_idle()
+        self._life.release_now()
+        self._run()
 
-    def _finish_release_when_idle(self) -> None:
-        if not self._releasing or self._outstanding or self._released or self._finished:
-            return
-        with contextlib.suppress(StoreUnavailable):
-            self._save_results()
-        if self._released:
-            return
-        released = False
-        with contextlib.suppress(StoreUnavailable):
-            released = self._deps.store.release(self._job.scan_id, self._job.epoch)
-        self._log.info("lease_released", handed_off=released, completed=len(self._durable))
-        LEASES.labels("released").inc()
-        self._stop_owning()
+    def strategy_done(self, outcome: StrategyResult | ScanFailure) -> None:
+        if isinstance(outcome, ScanFailure):
+            self._log.warning(
+                "scan_failed", strategy=outcome.strategy, failure_reason=outcome.error
+            )
+            self._life.failed(outcome.strategy, outcome.error)
+        else:
+            STRATEGY_SECONDS.labels(outcome.name, outcome.status).observe(outcome.duration_ms / 1e3)
+            self._life.reported(outcome)
+        self._run()
+
+    def strategy_lost(self, name: str, error: str) -> None:
+        """The process running `name` died (an OOM kill): run it once more, then give up."""
+        if self._life.process_died(name, error):
+            self._log.warning("strategy_resubmitted", strategy=name, failure_reason=error)
+            self._submit(name)
+        self._run()
 
     def lost(self) -> None:
-        """Told by the lease keeper: another epoch owns the scan now."""
-        if not self._released:
-            self._fenced()
+        """Told by the registry: another epoch owns the scan now."""
+        self._life.fenced()
+        self._run()
+
+    def restore(self) -> None:
+        """Told by the registry: Redis forgot this scan's record; write it back."""
+        self._life.record_forgotten()
+        self._run()
 
     def retry_writes(self) -> None:
         self._retry_pending = False
-        waiting = len(self._unsaved) + (self._closing is not None)
-        self._advance()
+        self._life.store_back()
+        waiting = len(self._life.unsaved) + (self._life.phase is Phase.CLOSING)
+        self._run()
         if waiting and not self._retry_pending:
             self._log.info("writes_flushed", writes=waiting)
 
-    # -- the write-through core ---------------------------------------------
+    # -- performing the lifecycle's steps ----------------------------------------
 
-    def _advance(self) -> None:
-        if self._released:
-            return
-        try:
-            self._save_results()
-            if self._released:
-                return
-            if self._closing is None and len(self._durable) == self._snapshot.total:
-                self._close(ScanStatus.COMPLETE, None)
-            if self._closing is not None:
-                self._save_final()
-        except StoreUnavailable as exc:
-            self._log.warning("scan_write_deferred", failure_reason=exc.reason)
-            self._schedule_retry()
+    def _run(self) -> None:
+        """Take the lifecycle's steps until it waits for an event."""
+        while (step := self._life.next_step()) is not Step.WAIT:
+            try:
+                self._take(step)
+            except StoreUnavailable as exc:
+                self._log.warning("scan_write_deferred", failure_reason=exc.reason)
+                self._life.write_failed()
+                self._schedule_retry()
+            if self._life.phase not in (Phase.RUNNING, Phase.RELEASING):
+                self._cancel_futures()
 
-    def _save_results(self) -> None:
-        while self._unsaved and self._closing is None:
-            recorded = self._save_next()
-            if recorded is None:
-                return self._fenced()
-            if recorded.cancel_requested and len(self._durable) < self._snapshot.total:
-                self._close(ScanStatus.CANCELLED, "cancelled by request")
-        return None
+    def _take(self, step: Step) -> None:
+        if step is Step.WRITE_RESULT:
+            self._write_result()
+        elif step is Step.WRITE_FINAL:
+            self._write_final()
+        elif step is Step.RESTORE:
+            self._restore()
+        elif step is Step.RELEASE_LEASE:
+            self._release_lease()
+        else:
+            self._end()
 
-    def _save_next(self) -> Recorded | None:
+    def _write_result(self) -> None:
         """Write the oldest unsaved result, then publish the progress it made durable."""
-        result = self._unsaved[0]
+        result = self._life.unsaved[0]
+        epoch = self._job.epoch
         with self._cell.writing():
-            recorded = self._written(
+            outcome = self._written(
                 lambda: self._deps.store.record_strategy(
-                    self._job.scan_id, self._job.epoch, result, now_iso()
+                    self._job.scan_id, epoch, result, now_iso()
                 )
             )
-            if recorded is None:
-                self._cell.give_up()
-                return None
-            self._unsaved.pop(0)
-            self._durable[result.name] = result
+            if not isinstance(outcome, Recorded):
+                return self._not_written(outcome)
+            self._life.result_written(outcome.cancel_requested)
             self._retry_delay = MIN_RETRY
             self._snapshot = replace(
                 self._snapshot,
-                completed=max(self._snapshot.completed, recorded.completed),
-                found=max(self._snapshot.found, recorded.found),
-                updated_at=recorded.updated_at,
+                completed=max(self._snapshot.completed, outcome.completed),
+                found=max(self._snapshot.found, outcome.found),
+                updated_at=max(self._snapshot.updated_at, outcome.updated_at),
             )
             self._cell.publish(self._snapshot)
-        return recorded
+        return None
 
-    def _close(self, status: ScanStatus, error: str | None) -> None:
-        self._closing = (status, error)
-        self._unsaved.clear()
-        for future in self._futures.values():
-            future.cancel()
-
-    def _save_final(self) -> None:
-        final = self._final or self._final_snapshot()
-        self._final = final
+    def _write_final(self) -> None:
+        final = self._final = self._final or self._final_snapshot()
         digest = self._job.params.digest()
+        ttl = self._deps.result_ttl
         with self._cell.writing():
-            stored = self._written(
-                lambda: self._deps.store.finish(
-                    final, self._job.epoch, digest, self._deps.result_ttl
-                )
+            outcome = self._written(
+                lambda: self._deps.store.finish(final, self._job.epoch, digest, ttl)
             )
-            if stored:
-                self._snapshot = final
-                self._cell.publish(final)
-            else:
-                self._cell.give_up()
-        if not stored:
-            return self._fenced()
-        self._finished = True
+            if outcome is not None:
+                return self._not_written(outcome)
+            self._snapshot = final
+            self._cell.publish(final)
+        self._life.final_written()
         SCANS_FINISHED.labels(final.status.value).inc()
         self._log.info("scan_finished", status=final.status.value, completed=final.completed)
-        self._deps.registrar.scan_finished(final)
-        self.actor_ref.stop(block=False)
         return None
+
+    def _not_written(self, outcome: Written) -> None:
+        """Called inside `writing()`: fenced, readers go to Redis; forgotten, we write back."""
+        if outcome is Written.FENCED:
+            self._cell.give_up()
+            self._log.warning("scan_fenced", failure_reason="epoch_superseded")
+            self._life.fenced()
+        else:
+            self._life.record_forgotten()
+
+    def _restore(self) -> None:
+        """Write back the record Redis lost, if our lease surely held until now."""
+        if not self._deps.holds_lease(self._job.scan_id):
+            self._log.warning("scan_fenced", failure_reason="record_lost_after_lease")
+            self._life.fenced()
+            return
+        restored = self._deps.store.restore(
+            self._job,
+            self._deps.worker,
+            tuple(self._life.durable.values()),
+            self._snapshot.updated_at,
+            self._deps.lease_ms,
+        )
+        if restored:
+            self._log.warning("scan_record_restored", completed=len(self._life.durable))
+            self._life.restored()
+        else:
+            self._life.fenced()
+
+    def _release_lease(self) -> None:
+        released = self._deps.store.release(self._job.scan_id, self._job.epoch)
+        self._log.info("lease_released", handed_off=released, completed=len(self._life.durable))
+        LEASES.labels("released").inc()
+        self._life.lease_released()
+
+    def _end(self) -> None:
+        """Tell the registry why this owner ends, then stop."""
+        self._life.stop_taken()
+        epoch = self._job.epoch
+        if self._life.phase is Phase.FINISHED:
+            self._deps.registrar.scan_finished(self._snapshot, epoch)
+        else:
+            self._cell.disown()
+            self._deps.registrar.scan_released(self._job.scan_id, epoch)
+        self.actor_ref.stop(block=False)
 
     def _written(self, write: Callable[[], T]) -> T:
         """Run a write while holding the cell; a timeout may have been applied by
@@ -337,14 +338,15 @@ class ScanActor(pykka.ThreadingActor):
             raise
 
     def _final_snapshot(self) -> ScanSnapshot:
-        assert self._closing is not None
-        status, error = self._closing
-        completed_at = now_iso()
+        assert self._life.outcome is not None
+        status, error = self._life.outcome
+        # Never before the last progress a client saw, whatever this host's clock says.
+        completed_at = max(now_iso(), self._snapshot.updated_at)
         results = build_results(
             self._job.scan_id,
             status,
             self._job.params,
-            self._durable,
+            self._life.durable,
             self._job.started_at,
             completed_at,
             self._deps.results_cap,
@@ -353,37 +355,27 @@ class ScanActor(pykka.ThreadingActor):
         return replace(
             self._snapshot,
             status=status,
-            completed=len(self._durable),
+            completed=len(self._life.durable),
             updated_at=completed_at,
             completed_at=completed_at,
             error=error,
             results=results,
         )
 
-    def _fenced(self) -> None:
-        """A newer epoch owns the scan: drop everything, write nothing more."""
-        self._log.warning("scan_fenced", failure_reason="epoch_superseded")
-        self._stop_owning()
-
-    def _stop_owning(self) -> None:
-        self._released = True
-        self._closing = (ScanStatus.CANCELLED, "released")
+    def _cancel_futures(self) -> None:
         for future in self._futures.values():
             future.cancel()
-        self._cell.disown()
-        self._deps.registrar.scan_released(self._job.scan_id)
-        self.actor_ref.stop(block=False)
 
     def _schedule_retry(self) -> None:
         if self._retry_pending:
             return
         self._retry_pending = True
-        proxy = self.actor_ref.proxy()
+        proxy = scan_proxy(self.actor_ref)
         self._deps.schedule(self._retry_delay, lambda: _tell_retry(proxy))
         self._retry_delay = min(MAX_RETRY, self._retry_delay * 2)
 
 
-def _report(proxy: Any, name: str, future: Future[StrategyResult | ScanFailure]) -> None:
+def _report(proxy: ScanActorProxy, name: str, future: Future[StrategyResult | ScanFailure]) -> None:
     if future.cancelled():
         return
     # The scan may have finished or stopped meanwhile; then nobody needs the news.
@@ -395,6 +387,6 @@ def _report(proxy: Any, name: str, future: Future[StrategyResult | ScanFailure])
             proxy.strategy_lost.defer(name, f"{type(lost).__name__}: {lost}")
 
 
-def _tell_retry(proxy: Any) -> None:
+def _tell_retry(proxy: ScanActorProxy) -> None:
     with contextlib.suppress(pykka.ActorDeadError):
         proxy.retry_writes.defer()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Any
 
+from oppscan.actors.proxies import RegistryProxy
 from oppscan.actors.views import RegistryView
 from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, REDIS_RECONNECTS
+from oppscan.model import new_epoch_tag
 from oppscan.settings import Settings
-from oppscan.storage import ScanStore, StoreUnavailable
+from oppscan.storage import Store, StoreUnavailable
 
 log = get_logger("oppscan.steward")
 
@@ -27,8 +28,8 @@ TICK = 0.25
 class Steward:
     def __init__(
         self,
-        store: ScanStore,
-        registry: Any,  # RegistryActor proxy
+        store: Store,
+        registry: RegistryProxy,
         view: RegistryView,
         worker: str,
         settings: Settings,
@@ -42,6 +43,7 @@ class Steward:
         self._max_scans = settings.max_scans_per_worker
         self._timeout = settings.ask_timeout
         self._next_renew = 0.0
+        self._unanswered: dict[str, str] = {}  # claims whose answer was lost: scan id -> tag
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="steward", daemon=True)
 
@@ -94,20 +96,31 @@ class Steward:
         room = self._max_scans - len(self._view.owned())
         if room <= 0:
             return
+        candidates = {sid: tag for sid, tag in self._unanswered.items()}
         for scan_id in self._store.claimable(room):
-            sent = time.monotonic()
-            job = self._store.claim(scan_id, self._worker, self._lease_ms)
-            if job is None:
-                continue
-            log.info(
-                "scan_claimed",
-                scan_id=scan_id,
-                epoch=job.epoch,
-                resumed=len(job.done),
-                failure_reason="lease_lapsed" if job.epoch > 1 else "queued",
-            )
-            LEASES.labels("taken_over" if job.epoch > 1 else "claimed").inc()
-            self._registry.spawn(job, sent).get(timeout=self._timeout)
-            room -= 1
-            if room <= 0:
-                return
+            candidates.setdefault(scan_id, new_epoch_tag())
+        for scan_id, tag in candidates.items():
+            if self._claim_one(scan_id, tag):
+                room -= 1
+                if room <= 0:
+                    return
+
+    def _claim_one(self, scan_id: str, tag: str) -> bool:
+        """Claim and start a scan. A claim whose answer is lost may have been applied:
+        it is sent again with the same tag, which answers the claim it made."""
+        sent = time.monotonic()
+        self._unanswered[scan_id] = tag
+        job = self._store.claim(scan_id, self._worker, self._lease_ms, tag)
+        del self._unanswered[scan_id]
+        if job is None:
+            return False
+        log.info(
+            "scan_claimed",
+            scan_id=scan_id,
+            epoch=str(job.epoch),
+            resumed=len(job.done),
+            failure_reason="lease_lapsed" if job.epoch.number > 1 else "queued",
+        )
+        LEASES.labels("taken_over" if job.epoch.number > 1 else "claimed").inc()
+        self._registry.spawn(job, sent).get(timeout=self._timeout)
+        return True

@@ -20,12 +20,15 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cachetools import TLRUCache
 
 from oppscan.metrics import CACHE_LOOKUPS
-from oppscan.model import ScanSnapshot, parse_iso
+from oppscan.model import Epoch, ScanSnapshot, parse_iso
+
+if TYPE_CHECKING:
+    from oppscan.actors.proxies import ScanActorProxy
 
 CACHE_HIT = CACHE_LOOKUPS.labels("hit")
 CACHE_MISS = CACHE_LOOKUPS.labels("miss")
@@ -88,9 +91,9 @@ class SnapshotCell:
 class Owned:
     """A scan this worker runs: its actor, its cell, and how long its lease surely holds."""
 
-    proxy: Any  # a ScanActor proxy, for cancel and hand-off
+    proxy: ScanActorProxy  # for cancel and hand-off
     cell: SnapshotCell
-    epoch: int
+    epoch: Epoch
     lease_until: float  # monotonic
 
 
@@ -147,7 +150,7 @@ class RegistryView:
     def owned(self) -> Mapping[str, Owned]:
         return self._owned
 
-    def leases(self) -> tuple[tuple[str, int], ...]:
+    def leases(self) -> tuple[tuple[str, Epoch], ...]:
         """(scan id, epoch) of every scan this worker owns."""
         return tuple((scan_id, owned.epoch) for scan_id, owned in self._owned.items())
 

@@ -3,7 +3,15 @@
 from oppscan.storage.client import CircuitBreaker, StoreUnavailable, connect
 from oppscan.storage.embedded import EmbeddedRedis
 from oppscan.storage.keys import Keys
-from oppscan.storage.store import LeaseState, NewScan, Recorded, ScanStore
+from oppscan.storage.port import Store
+from oppscan.storage.store import (
+    LeaseState,
+    NewScan,
+    Recorded,
+    Registration,
+    ScanStore,
+    Written,
+)
 
 __all__ = [
     "CircuitBreaker",
@@ -12,8 +20,11 @@ __all__ = [
     "LeaseState",
     "NewScan",
     "Recorded",
+    "Registration",
     "ScanStore",
+    "Store",
     "StoreUnavailable",
+    "Written",
     "connect",
 ]
 

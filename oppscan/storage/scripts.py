@@ -1,7 +1,9 @@
 """The atomic steps of a scan's life, as Lua scripts.
 
-Every write of a running scan checks the writer's epoch (a fencing token), so a
-stale owner can never overwrite its successor.
+Every write of a running scan checks the writer's epoch (a fencing token: a
+generation and a tag of the owner's own), so a stale owner can never overwrite
+its successor, and two owners never share a token even when Redis forgets a
+claim. A finished scan is never written again.
 """
 
 from __future__ import annotations
@@ -14,23 +16,79 @@ local function now_ms()
 end
 """
 
-# KEYS: scan, running, pending, user_scans
-# ARGV: scan_id, lease ttl ms (0: queued for any worker), user score, field, value, ...
-CREATE = (
+# How a scan's record stands for the owner holding epoch (number, tag):
+#   'ours'   it runs the scan: it may write;
+#   'done'   it finished the scan itself (a write sent again after a timeout);
+#   'lost'   Redis forgot its claim (no record, or an older running one): the
+#            owner writes back what it holds;
+#   'fenced' another owner holds the scan, or someone else finished it.
+STANDING = """
+local function standing(key, number, tag)
+  local s = redis.call('HMGET', key, 'epoch', 'epoch_tag', 'status')
+  if not s[1] then return 'lost' end
+  local running = s[3] == 'scanning' or s[3] == 'queued'
+  if s[1] == number and s[2] == tag then
+    if running then return 'ours' end
+    return 'done'
+  end
+  if running and tonumber(s[1]) < tonumber(number) then return 'lost' end
+  return 'fenced'
+end
+"""
+
+# Timestamps of one format compare as text; a field a client sees never goes back.
+LATER = """
+local function later(a, b)
+  if a and a > b then return a end
+  return b
+end
+"""
+
+# KEYS: dedup, user_active, user_scans, running, pending, new scan.
+# ARGV: new id, lease ttl ms (0: queued for any worker), score, force_refresh (1/0),
+#       active limit (0: none), scan key before id, after id, field, value, ...
+# One step decides and registers: join the identical scan that runs (unless a
+# cancel is pending), reuse a complete one (unless refreshing), or register a new
+# scan within the user's active limit. A retry after a timeout joins the scan
+# the first attempt registered. Returns {kind, scan id, status}.
+REGISTER = (
     NOW_MS
     + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+local current = redis.call('GET', KEYS[1])
+if current then
+  local s = redis.call('HMGET', ARGV[6] .. current .. ARGV[7], 'status', 'cancel')
+  if (s[1] == 'queued' or s[1] == 'scanning') and s[2] ~= '1' then
+    return {'joined', current, s[1]}
+  end
+  if s[1] == 'complete' and ARGV[4] ~= '1' then return {'reused', current, s[1]} end
+end
+local limit = tonumber(ARGV[5])
+if limit > 0 and redis.call('SCARD', KEYS[2]) >= limit then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('EXISTS', ARGV[6] .. id .. ARGV[7]) == 0 then redis.call('SREM', KEYS[2], id) end
+  end
+  if redis.call('SCARD', KEYS[2]) >= limit then return {'limited', '', ''} end
+end
+redis.call('HSET', KEYS[6], unpack(ARGV, 8))
+local status = 'queued'
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
+  status = 'scanning'
   local deadline = now_ms() + ttl
-  redis.call('HSET', KEYS[1], 'lease', deadline)
-  redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+  redis.call('HSET', KEYS[6], 'lease', deadline)
+  redis.call('ZADD', KEYS[4], deadline, ARGV[1])
 else
-  redis.call('ZADD', KEYS[3], now_ms(), ARGV[1])
+  redis.call('ZADD', KEYS[5], now_ms(), ARGV[1])
 end
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-return 1
+-- The index lives while the user has an active scan; trim a few ids that expired.
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, 3)) do
+  if redis.call('EXISTS', ARGV[6] .. id .. ARGV[7]) == 0 then redis.call('ZREM', KEYS[3], id) end
+end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('PERSIST', KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+return {'created', ARGV[1], status}
 """
 )
 
@@ -47,24 +105,31 @@ return lapsed
 """
 )
 
-# KEYS: scan, running, pending. ARGV: scan_id, lease ttl ms, owner, now (ISO).
+# KEYS: scan, running, pending. ARGV: scan_id, lease ttl ms, owner, now (ISO), tag.
 # Takes a queued scan or one whose lease lapsed: a new epoch fences the old owner.
-# Returns the whole hash (with the new epoch), or false when not claimable.
+# The same claim sent again (its answer timed out) finds its own tag and answers
+# again. Returns the whole hash, or false when not claimable.
 CLAIM = (
     NOW_MS
     + """
-local state = redis.call('HMGET', KEYS[1], 'status', 'lease')
+local state = redis.call('HMGET', KEYS[1], 'status', 'lease', 'epoch_tag')
 local status, lease = state[1], tonumber(state[2] or '0')
+local now = now_ms()
+local deadline = now + tonumber(ARGV[2])
+if status == 'scanning' and state[3] == ARGV[5] then
+  redis.call('HSET', KEYS[1], 'lease', deadline)
+  redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+  return redis.call('HGETALL', KEYS[1])
+end
 if status ~= 'queued' and status ~= 'scanning' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   return false
 end
-local now = now_ms()
 if status == 'scanning' and lease > now then return false end
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-local deadline = now + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'lease', deadline, 'status', 'scanning')
+redis.call('HSET', KEYS[1], 'epoch_tag', ARGV[5], 'owner', ARGV[3], 'lease', deadline,
+           'status', 'scanning')
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[4], 'updated_at', ARGV[4])
 end
@@ -74,70 +139,46 @@ return redis.call('HGETALL', KEYS[1])
 """
 )
 
-# KEYS: running, scan, scan, ... ARGV: lease ttl ms, id, epoch, id, epoch, ...
-# Renews every lease this owner still holds in one round trip.
-# Per scan: 0 lost (another epoch owns it, or it expired), 1 renewed (or finished by
-# this owner meanwhile), 2 renewed and cancel requested.
+# KEYS: running, scan, scan, ... ARGV: lease ttl ms, id, epoch, tag, id, epoch, tag, ...
+# Renews every lease this owner still holds in one round trip. Per scan:
+# 0 lost (another owner holds it), 1 renewed (or finished by this owner
+# meanwhile), 2 renewed and cancel requested, 3 Redis forgot the claim.
 RENEW = (
     NOW_MS
+    + STANDING
     + """
 local deadline = now_ms() + tonumber(ARGV[1])
 local out = {}
 for i = 2, #KEYS do
-  local id, epoch = ARGV[2 * i - 2], ARGV[2 * i - 1]
-  local state = redis.call('HMGET', KEYS[i], 'epoch', 'status', 'cancel')
-  if state[1] ~= epoch then
-    out[#out + 1] = 0
-  elseif state[2] == 'scanning' then
+  local id, epoch, tag = ARGV[3 * i - 4], ARGV[3 * i - 3], ARGV[3 * i - 2]
+  local st = standing(KEYS[i], epoch, tag)
+  if st == 'ours' then
     redis.call('HSET', KEYS[i], 'lease', deadline)
     redis.call('ZADD', KEYS[1], deadline, id)
-    out[#out + 1] = (state[3] == '1') and 2 or 1
+    out[#out + 1] = (redis.call('HGET', KEYS[i], 'cancel') == '1') and 2 or 1
+  elseif st == 'done' then
+    out[#out + 1] = 1
+  elseif st == 'lost' then
+    out[#out + 1] = 3
   else
-    out[#out + 1] = 1  -- finished meanwhile by its owner: nothing to renew, nothing lost
+    out[#out + 1] = 0
   end
 end
 return out
 """
 )
 
-# KEYS: scan, running. ARGV: scan_id, epoch.
+# KEYS: scan, running. ARGV: scan_id, epoch, tag.
 # Hands the scan back at once: its lease lapses now, so any worker may claim it.
-RELEASE = """
-local state = redis.call('HMGET', KEYS[1], 'epoch', 'status')
-if state[1] ~= ARGV[2] or state[2] ~= 'scanning' then return 0 end
+RELEASE = (
+    STANDING
+    + """
+if standing(KEYS[1], ARGV[2], ARGV[3]) ~= 'ours' then return 0 end
 redis.call('HSET', KEYS[1], 'lease', '0', 'owner', '')
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 """
-
-# KEYS: dedup, user_active.
-# ARGV: expected id ('' for none), new id, active limit (0: none), scan key before id, after id.
-# Makes the new scan the one for these parameters, and one of the user's active
-# scans: 1 done, 0 someone else's scan won the pointer, -1 the user is at the limit.
-CLAIM_DEDUP = """
-local current = redis.call('GET', KEYS[1])
-if not ((current == false and ARGV[1] == '') or current == ARGV[1]) then return 0 end
-local limit = tonumber(ARGV[3])
-if limit > 0 and redis.call('SCARD', KEYS[2]) >= limit then
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if redis.call('EXISTS', ARGV[4] .. id .. ARGV[5]) == 0 then redis.call('SREM', KEYS[2], id) end
-  end
-  if redis.call('SCARD', KEYS[2]) >= limit then return -1 end
-end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[2])
-return 1
-"""
-
-# KEYS: scan, running, pending, user_scans, user_active. ARGV: scan_id.
-DISCARD = """
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('SREM', KEYS[5], ARGV[1])
-return 1
-"""
+)
 
 # KEYS: counter. ARGV: limit, window seconds.
 # A fixed window shared by every worker; returns 0, or the seconds to wait.
@@ -148,38 +189,101 @@ if count > tonumber(ARGV[1]) then return math.max(1, redis.call('TTL', KEYS[1]))
 return 0
 """
 
-# KEYS: scan. ARGV: epoch, field, result json, opportunities found, updated_at.
-# Returns {ok, completed, found, updated_at, cancel}; ok = -1 when fenced off
-# (another epoch owns the scan, or it is finished already).
-# A strategy's result is recorded once: a replay leaves the counts alone.
-RECORD_STRATEGY = """
-local owner = redis.call('HMGET', KEYS[1], 'epoch', 'status')
-if owner[1] ~= ARGV[1] or owner[2] ~= 'scanning' then return {-1, 0, 0, '', 0} end
-if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 1 then
+# KEYS: scan. ARGV: epoch, tag, field, result json, opportunities found, updated_at.
+# Returns {code, completed, found, updated_at, cancel}: code 1 written (or written
+# before: a replay leaves the counts alone), 0 fenced off, -1 Redis forgot the claim.
+RECORD_STRATEGY = (
+    STANDING
+    + LATER
+    + """
+local st = standing(KEYS[1], ARGV[1], ARGV[2])
+if st == 'lost' then return {-1, 0, 0, '', 0} end
+if st ~= 'ours' then return {0, 0, 0, '', 0} end
+if redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'completed', 1)
-  redis.call('HINCRBY', KEYS[1], 'found', ARGV[4])
-  redis.call('HSET', KEYS[1], 'updated_at', ARGV[5], 'status', 'scanning')
+  redis.call('HINCRBY', KEYS[1], 'found', ARGV[5])
+  local stamp = later(redis.call('HGET', KEYS[1], 'updated_at'), ARGV[6])
+  redis.call('HSET', KEYS[1], 'updated_at', stamp)
 end
 local state = redis.call('HMGET', KEYS[1], 'completed', 'found', 'updated_at', 'cancel')
 return {1, tonumber(state[1]), tonumber(state[2]), state[3], tonumber(state[4] or '0')}
 """
+)
 
-# KEYS: scan, running, pending, dedup, user_active.
-# ARGV: epoch, status, results, completed_at, error ('' for none), ttl, scan_id.
+# KEYS: scan, running, pending, dedup, user_active, user_scans.
+# ARGV: epoch, tag, status, results, completed_at, error ('' for none), ttl, scan_id,
+#       scan key before id, after id.
 # The results land in the same step as the status flip, and every key of the
-# scan gets its retention TTL together.
-FINISH = """
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'results', ARGV[3],
-           'completed_at', ARGV[4], 'updated_at', ARGV[4], 'lease', '0')
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('ZREM', KEYS[2], ARGV[7])
-redis.call('ZREM', KEYS[3], ARGV[7])
-if redis.call('GET', KEYS[4]) == ARGV[7] then redis.call('EXPIRE', KEYS[4], ARGV[6]) end
-redis.call('SREM', KEYS[5], ARGV[7])
+# scan gets its retention TTL together; the user's index expires with the last
+# of the user's scans. Returns 1 finished (now or before, by this owner), 0
+# fenced off, -1 Redis forgot the claim.
+FINISH = (
+    STANDING
+    + LATER
+    + """
+local st = standing(KEYS[1], ARGV[1], ARGV[2])
+if st == 'done' then return 1 end
+if st == 'lost' then return -1 end
+if st ~= 'ours' then return 0 end
+local ttl = tonumber(ARGV[7])
+local stamp = later(redis.call('HGET', KEYS[1], 'updated_at'), ARGV[5])
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'results', ARGV[4],
+           'completed_at', ARGV[5], 'updated_at', stamp, 'lease', '0')
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('ZREM', KEYS[2], ARGV[8])
+redis.call('ZREM', KEYS[3], ARGV[8])
+if redis.call('GET', KEYS[4]) == ARGV[8] then redis.call('EXPIRE', KEYS[4], ttl) end
+redis.call('SREM', KEYS[5], ARGV[8])
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  if redis.call('EXISTS', ARGV[9] .. id .. ARGV[10]) == 0 then redis.call('SREM', KEYS[5], id) end
+end
+if redis.call('SCARD', KEYS[5]) == 0 then
+  -- No scan of the user runs: the index lives as long as the last retained one.
+  local last = ttl * 1000
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
+    local left = redis.call('PTTL', ARGV[9] .. id .. ARGV[10])
+    if left == -2 then redis.call('ZREM', KEYS[6], id)
+    elseif left == -1 or (last > 0 and left > last) then last = left end
+  end
+  if last > 0 then redis.call('PEXPIRE', KEYS[6], last) end
+end
 return 1
 """
+)
+
+# KEYS: scan, running, user_scans, user_active, dedup.
+# ARGV: scan_id, lease ttl ms, epoch, tag, index score, field, value, ...
+# Writes back a running scan's record that Redis lost (restarted without its
+# data, or lost its last writes): the owner's fields and every result it holds.
+# Counts are taken from every recorded strategy. Returns 1 written back, 2
+# nothing was lost, 0 fenced off (another owner, or finished).
+RESTORE = (
+    NOW_MS
+    + STANDING
+    + """
+local st = standing(KEYS[1], ARGV[3], ARGV[4])
+if st == 'ours' then return 2 end
+if st ~= 'lost' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+local completed, found = 0, 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 's:' then
+    completed = completed + 1
+    found = found + #cjson.decode(all[i + 1])['opportunities']
+  end
+end
+local deadline = now_ms() + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'completed', completed, 'found', found, 'lease', deadline)
+redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+redis.call('PERSIST', KEYS[3])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('SET', KEYS[5], ARGV[1], 'NX')
+return 1
+"""
+)
 
 # KEYS: scan. ARGV: user. Returns the status, or false when no such scan of user.
 REQUEST_CANCEL = """

@@ -9,12 +9,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, TypeVar
 
 import redis
 
-from oppscan.model import ScanJob, ScanParams, ScanSnapshot, ScanStatus, StrategyResult, now_iso
+from oppscan.model import (
+    QUEUED_EPOCH,
+    Epoch,
+    ScanJob,
+    ScanParams,
+    ScanSnapshot,
+    ScanStatus,
+    StrategyResult,
+    now_iso,
+    parse_iso,
+)
 from oppscan.storage import scripts
 from oppscan.storage.client import OUTAGE_ERRORS, CircuitBreaker, ThreadConnections
 from oppscan.storage.keys import Keys
@@ -45,30 +56,60 @@ class NewScan:
     params: ScanParams
     created_at: str
     owner: str | None
+    epoch: Epoch = field(default_factory=Epoch.first)  # the owner's, when there is one
 
-    @property
-    def epoch(self) -> int:
-        return 1 if self.owner else 0
+    def job(self) -> ScanJob:
+        """What its owner starts the scan from."""
+        created = self.created_at
+        return ScanJob(self.scan_id, self.user, self.params, self.epoch, created, created, created)
 
     def fields(self) -> list[str]:
         status = ScanStatus.SCANNING if self.owner else ScanStatus.QUEUED
+        epoch = self.epoch if self.owner else QUEUED_EPOCH
         pairs = {
-            "id": self.scan_id,
-            "user": self.user,
-            "params": json.dumps(self.params.to_dict(), separators=(",", ":")),
-            "digest": self.params.digest(),
             "status": status.value,
-            "total": str(len(self.params.strategies)),
             "completed": "0",
             "found": "0",
-            "created_at": self.created_at,
             "updated_at": self.created_at,
-            "started_at": self.created_at,
             "owner": self.owner or "",
-            "epoch": str(self.epoch),
             "lease": "0",
+            **record_fields(self.user, self.params, epoch, self.created_at, self.created_at),
         }
         return [item for pair in pairs.items() for item in pair]
+
+
+def record_fields(
+    user: str, params: ScanParams, epoch: Epoch, created_at: str, started_at: str
+) -> dict[str, str]:
+    """What a scan's record says of who asked what, and who runs it."""
+    return {
+        "user": user,
+        "params": json.dumps(params.to_dict(), separators=(",", ":")),
+        "total": str(len(params.strategies)),
+        "created_at": created_at,
+        "started_at": started_at,
+        "epoch": str(epoch.number),
+        "epoch_tag": epoch.tag,
+    }
+
+
+class Written(Enum):
+    """How a fenced write ended, when it did not simply land."""
+
+    FENCED = "fenced"  # another owner holds the scan, or it finished
+    FORGOTTEN = "forgotten"  # Redis lost the writer's claim: it writes its record back
+
+
+WRITE_CODES = {0: Written.FENCED, -1: Written.FORGOTTEN}
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What `register` did: `created` a scan, `joined` or `reused` one, or was `limited`."""
+
+    kind: str
+    scan_id: str
+    status: ScanStatus | None
 
 
 @dataclass(frozen=True)
@@ -76,9 +117,10 @@ class LeaseState:
     """What renewing one lease found."""
 
     scan_id: str
-    epoch: int
+    epoch: Epoch
     held: bool
-    cancel_requested: bool
+    cancel_requested: bool = False
+    forgotten: bool = False  # Redis lost the claim: the owner writes its record back
 
 
 @dataclass(frozen=True)
@@ -97,11 +139,10 @@ class ScanStore:
         self._reads = ThreadConnections(client.connection_pool)
         self._keys = keys
         self.breaker = breaker
-        self._create = client.register_script(scripts.CREATE)
-        self._claim_dedup = client.register_script(scripts.CLAIM_DEDUP)
-        self._discard = client.register_script(scripts.DISCARD)
+        self._register = client.register_script(scripts.REGISTER)
         self._record = client.register_script(scripts.RECORD_STRATEGY)
         self._finish = client.register_script(scripts.FINISH)
+        self._restore = client.register_script(scripts.RESTORE)
         self._cancel = client.register_script(scripts.REQUEST_CANCEL)
         self._claimable = client.register_script(scripts.CLAIMABLE)
         self._claim = client.register_script(scripts.CLAIM)
@@ -119,10 +160,6 @@ class ScanStore:
     def ping(self) -> bool:
         return bool(self._call(self._client.ping))
 
-    def dedup_target(self, user: str, digest: str) -> str | None:
-        raw = self._call(lambda: self._client.get(self._keys.dedup(user, digest)))
-        return _text(raw)
-
     def probe(self) -> bool:
         """Ping past the circuit breaker on fresh connections; close the breaker if it answers."""
         try:
@@ -135,17 +172,39 @@ class ScanStore:
         self.breaker.reset()
         return True
 
-    def create(self, scan: NewScan, lease_ms: int) -> bool:
-        """Register the scan: owned ones get a lease of `lease_ms`, others are queued."""
+    def register(
+        self, scan: NewScan, lease_ms: int, force_refresh: bool = False, max_active: int = 0
+    ) -> Registration:
+        """Join the identical running scan, reuse a complete one, or register `scan`.
+
+        One atomic step: a retry after a timeout joins what the first attempt
+        registered. A new scan owned by `scan.owner` gets a lease of `lease_ms`;
+        one without an owner is queued for any worker.
+        """
         k = self._keys
+        digest = scan.params.digest()
+        keys = [
+            k.dedup(scan.user, digest),
+            k.user_active(scan.user),
+            k.user_scans(scan.user),
+            k.running(),
+            k.pending(),
+            k.scan(scan.scan_id),
+        ]
         argv: list[str | int | float] = [
             scan.scan_id,
             lease_ms if scan.owner else 0,
             time.time(),
+            int(force_refresh),
+            max_active,
+            *k.scan_around_id(),
             *scan.fields(),
         ]
-        keys = [k.scan(scan.scan_id), k.running(), k.pending(), k.user_scans(scan.user)]
-        return bool(self._call(lambda: self._create(keys=keys, args=argv)))
+        kind, scan_id, status = self._call(lambda: self._register(keys=keys, args=argv))
+        text = _text(status)
+        return Registration(
+            _text(kind) or "", _text(scan_id) or "", ScanStatus(text) if text else None
+        )
 
     def hit_rate(self, user: str, limit: int, window_s: int) -> int:
         """Count one discover; 0 when within `limit` per window, else seconds to wait."""
@@ -159,52 +218,41 @@ class ScanStore:
         raw = self._call(lambda: self._claimable(keys=keys, args=[limit]))
         return [_text(i) or "" for i in raw]
 
-    def claim(self, scan_id: str, owner: str, lease_ms: int) -> ScanJob | None:
-        """Take the scan over under a new epoch; None when it is not claimable."""
+    def claim(self, scan_id: str, owner: str, lease_ms: int, tag: str) -> ScanJob | None:
+        """Take the scan over under a new epoch tagged `tag`; None when it is not claimable.
+
+        Sent again with the same tag (the first answer timed out), it answers the
+        claim the first attempt made.
+        """
         k = self._keys
         keys = [k.scan(scan_id), k.running(), k.pending()]
-        argv: list[str | int] = [scan_id, lease_ms, owner, now_iso()]
+        argv: list[str | int] = [scan_id, lease_ms, owner, now_iso(), tag]
         raw = self._call(lambda: self._claim(keys=keys, args=argv))
         if not raw:
             return None
         fields = {_text(raw[i]) or "": raw[i + 1] for i in range(0, len(raw), 2)}
         return _job(scan_id, fields)
 
-    def renew(self, leases: Sequence[tuple[str, int]], lease_ms: int) -> list[LeaseState]:
-        """Extend every lease in one round trip; says which were lost or asked to cancel."""
+    def renew(self, leases: Sequence[tuple[str, Epoch]], lease_ms: int) -> list[LeaseState]:
+        """Extend every lease in one round trip; says which were lost, forgotten or
+        asked to cancel."""
         if not leases:
             return []
         keys = [self._keys.running(), *(self._keys.scan(sid) for sid, _ in leases)]
         argv: list[str | int] = [lease_ms]
         for scan_id, epoch in leases:
-            argv += [scan_id, epoch]
+            argv += [scan_id, epoch.number, epoch.tag]
         raw = self._call(lambda: self._renew(keys=keys, args=argv))
         return [
-            LeaseState(sid, epoch, int(code) > 0, int(code) == 2)
+            LeaseState(sid, epoch, int(code) in (1, 2), int(code) == 2, int(code) == 3)
             for (sid, epoch), code in zip(leases, raw, strict=True)
         ]
 
-    def release(self, scan_id: str, epoch: int) -> bool:
+    def release(self, scan_id: str, epoch: Epoch) -> bool:
         """Give the scan back so that another worker claims it at once."""
         keys = [self._keys.scan(scan_id), self._keys.running()]
-        return bool(self._call(lambda: self._release(keys=keys, args=[scan_id, epoch])))
-
-    def claim_dedup(
-        self, user: str, digest: str, expected: str | None, new: str, max_active: int = 0
-    ) -> int:
-        """Point the dedup key at `new` if it still points at `expected`.
-
-        1 done (and `new` counts as one of the user's active scans), 0 another scan
-        won, -1 the user already has `max_active` active scans.
-        """
-        keys = [self._keys.dedup(user, digest), self._keys.user_active(user)]
-        argv: list[str | int] = [expected or "", new, max_active, *self._keys.scan_around_id()]
-        return int(self._call(lambda: self._claim_dedup(keys=keys, args=argv)))
-
-    def discard(self, scan_id: str, user: str) -> None:
-        k = self._keys
-        keys = [k.scan(scan_id), k.running(), k.pending(), k.user_scans(user), k.user_active(user)]
-        self._call(lambda: self._discard(keys=keys, args=[scan_id]))
+        argv: list[str | int] = [scan_id, epoch.number, epoch.tag]
+        return bool(self._call(lambda: self._release(keys=keys, args=argv)))
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
         names = RESULT_FIELDS if with_results else STATUS_FIELDS
@@ -213,30 +261,30 @@ class ScanStore:
         return _snapshot(scan_id, dict(zip(names, raw, strict=True)))
 
     def record_strategy(
-        self, scan_id: str, epoch: int, result: StrategyResult, updated_at: str
-    ) -> Recorded | None:
-        """Write one strategy's result; None when `epoch` no longer owns the scan."""
+        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str
+    ) -> Recorded | Written:
+        """Write one strategy's result, unless `epoch` no longer owns the scan."""
         argv: list[str | int] = [
-            epoch,
+            epoch.number,
+            epoch.tag,
             "s:" + result.name,
             result.to_json(),
             len(result.opportunities),
             updated_at,
         ]
         keys = [self._keys.scan(scan_id)]
-        ok, completed, found, stamp, cancel = self._call(lambda: self._record(keys=keys, args=argv))
-        if ok != 1:
-            return None
+        code, completed, found, stamp, cancel = self._call(
+            lambda: self._record(keys=keys, args=argv)
+        )
+        if int(code) != 1:
+            return WRITE_CODES[int(code)]
         return Recorded(int(completed), int(found), _text(stamp) or updated_at, bool(cancel))
 
-    def finish(
-        self,
-        snapshot: ScanSnapshot,
-        epoch: int,
-        digest: str,
-        ttl: int,
-    ) -> bool:
-        """Flip to a terminal status with its results and expire the scan, atomically."""
+    def finish(self, snapshot: ScanSnapshot, epoch: Epoch, digest: str, ttl: int) -> Written | None:
+        """Flip to a terminal status with its results and expire the scan, atomically.
+
+        None once finished (now, or by this same owner before); else why not.
+        """
         k = self._keys
         sid = snapshot.scan_id
         keys = [
@@ -245,17 +293,56 @@ class ScanStore:
             k.pending(),
             k.dedup(snapshot.user, digest),
             k.user_active(snapshot.user),
+            k.user_scans(snapshot.user),
         ]
         argv: list[str | int | bytes] = [
-            epoch,
+            epoch.number,
+            epoch.tag,
             snapshot.status.value,
             snapshot.results or b"",
             snapshot.completed_at or "",
             snapshot.error or "",
             ttl,
             sid,
+            *k.scan_around_id(),
         ]
-        return bool(self._call(lambda: self._finish(keys=keys, args=argv)))
+        code = int(self._call(lambda: self._finish(keys=keys, args=argv)))
+        return None if code == 1 else WRITE_CODES[code]
+
+    def restore(
+        self,
+        job: ScanJob,
+        owner: str,
+        done: Sequence[StrategyResult],
+        updated_at: str,
+        lease_ms: int,
+    ) -> bool:
+        """Write back the record of a running scan that Redis lost, with the results
+        `done`; False when another owner holds it or it finished."""
+        k = self._keys
+        keys = [
+            k.scan(job.scan_id),
+            k.running(),
+            k.user_scans(job.user),
+            k.user_active(job.user),
+            k.dedup(job.user, job.params.digest()),
+        ]
+        pairs = {
+            **record_fields(job.user, job.params, job.epoch, job.created_at, job.started_at),
+            "status": ScanStatus.SCANNING.value,
+            "updated_at": updated_at,
+            "owner": owner,
+            **{"s:" + r.name: r.to_json() for r in done},
+        }
+        argv: list[str | int | float] = [
+            job.scan_id,
+            lease_ms,
+            job.epoch.number,
+            job.epoch.tag,
+            parse_iso(job.created_at).timestamp(),
+            *(item for pair in pairs.items() for item in pair),
+        ]
+        return int(self._call(lambda: self._restore(keys=keys, args=argv))) != 0
 
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None:
         keys = [self._keys.scan(scan_id)]
@@ -309,9 +396,10 @@ def _job(scan_id: str, fields: dict[str, Any]) -> ScanJob:
         scan_id=scan_id,
         user=_text(fields["user"]) or "",
         params=ScanParams.from_dict(json.loads(fields["params"])),
-        epoch=int(fields["epoch"]),
+        epoch=Epoch(int(fields["epoch"]), _text(fields.get("epoch_tag")) or ""),
         created_at=_text(fields["created_at"]) or "",
         started_at=_text(fields["started_at"]) or "",
+        updated_at=_text(fields["updated_at"]) or "",
         done=done,
         cancel_requested=_text(fields.get("cancel")) == "1",
     )

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from oppscan.model import ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
+from oppscan.actors import first_snapshot
+from oppscan.model import Epoch, ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
 from oppscan.runtime import Runtime, start_runtime, stop_runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
-from oppscan.storage import Keys, NewScan, ScanStore, open_store
+from oppscan.storage import Keys, NewScan, Recorded, ScanStore, Written, open_store
 from oppscan.strategies import available_strategies
 from tests.support.polling import poll_until
 
@@ -28,10 +29,18 @@ def store(redis_url: str) -> ScanStore:
     return open_store(redis_url, "oppscan:", 0.5)
 
 
-def owned(store: ScanStore, lease_ms: int, owner: str = "a:1") -> str:
-    scan_id = new_scan_id()
-    store.create(NewScan(scan_id, "alice", PARAMS, now_iso(), owner), lease_ms)
-    return scan_id
+@pytest.fixture
+def raw(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def owned(store: ScanStore, lease_ms: int, owner: str = "a:1") -> tuple[str, Epoch]:
+    """A new scan owned by `owner`, with a params of its own (no dedup between them)."""
+    scan = NewScan(
+        new_scan_id(), "alice", ScanParams(ALL, (new_scan_id(),), "1h"), now_iso(), owner
+    )
+    assert "created" == store.register(scan, lease_ms).kind
+    return scan.scan_id, scan.epoch
 
 
 def poll(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -40,61 +49,137 @@ def poll(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 
 def test_live_leases_are_not_claimable(store: ScanStore) -> None:
     """A scan whose lease runs is neither listed nor claimable."""
-    scan_id = owned(store, 60_000)
+    scan_id, _ = owned(store, 60_000)
     assert [] == store.claimable(10)
-    assert None is store.claim(scan_id, "b:2", 60_000)
+    assert None is store.claim(scan_id, "b:2", 60_000, "b")
 
 
 def test_a_lapsed_lease_is_claimed_under_a_new_epoch_that_fences_the_old_owner(
     store: ScanStore,
 ) -> None:
     """The claimant gets epoch 2 and the durable results; epoch 1 can no longer write."""
-    scan_id = owned(store, 1)
+    scan_id, first = owned(store, 1)
     done = StrategyResult("momentum", "ok", (), 3)
-    store.record_strategy(scan_id, 1, done, now_iso())
+    store.record_strategy(scan_id, first, done, now_iso())
     poll(lambda: store.claimable(10) == [scan_id])  # the 1 ms lease lapses on Redis's clock
-    job = store.claim(scan_id, "b:2", 60_000)
+    job = store.claim(scan_id, "b:2", 60_000, "b")
     assert job is not None
-    assert (2, (done,), PARAMS) == (job.epoch, job.done, job.params)
+    assert (Epoch(2, "b"), (done,)) == (job.epoch, job.done)
     late = StrategyResult("rsi_reversal", "ok", (), 1)
-    assert None is store.record_strategy(scan_id, 1, late, now_iso())
-    assert None is store.claim(scan_id, "c:3", 60_000)
+    assert Written.FENCED is store.record_strategy(scan_id, first, late, now_iso())
+    assert None is store.claim(scan_id, "c:3", 60_000, "c")
+
+
+def test_a_claim_sent_again_answers_the_claim_it_made(store: ScanStore) -> None:
+    """The answer of a claim was lost (a timeout): sent again with its tag, it gets the scan."""
+    scan_id, _ = owned(store, 1)
+    poll(lambda: store.claimable(10) == [scan_id])
+    first = store.claim(scan_id, "b:2", 60_000, "b")
+    again = store.claim(scan_id, "b:2", 60_000, "b")
+    assert first is not None
+    assert again is not None
+    assert first.epoch == again.epoch
+    assert None is store.claim(scan_id, "c:3", 60_000, "c")
+
+
+def test_a_claim_redis_forgot_is_never_handed_out_again(store: ScanStore, raw: redis.Redis) -> None:
+    """Redis loses a claim (its last writes): the next claimant's epoch differs, and the
+    forgotten owner's writes are fenced, never mixed with its successor's."""
+    scan_id, _ = owned(store, 1)
+    poll(lambda: store.claimable(10) == [scan_id])
+    before = raw.dump(Keys().scan(scan_id))
+    forgotten = store.claim(scan_id, "b:2", 60_000, "b")
+    raw.restore(Keys().scan(scan_id), 0, before, replace=True)  # as a crash would
+    successor = store.claim(scan_id, "c:3", 60_000, "c")
+    assert forgotten is not None
+    assert successor is not None
+    assert forgotten.epoch.number == successor.epoch.number
+    assert forgotten.epoch != successor.epoch
+    late = StrategyResult("momentum", "ok", (), 1)
+    assert Written.FENCED is store.record_strategy(scan_id, forgotten.epoch, late, now_iso())
+
+
+def test_a_takeover_keeps_the_records_updated_at(store: ScanStore) -> None:
+    """The new owner's first snapshot shows the record's `updated_at`, never an older one."""
+    scan = NewScan(new_scan_id(), "alice", PARAMS, "2026-01-01T00:00:00.000Z", "a:1")
+    store.register(scan, 60_000)
+    later = "2026-01-01T00:00:05.000Z"
+    store.record_strategy(scan.scan_id, scan.epoch, StrategyResult("momentum", "ok", (), 1), later)
+    assert store.release(scan.scan_id, scan.epoch)
+    job = store.claim(scan.scan_id, "b:2", 60_000, "b")
+    assert job is not None
+    assert later == first_snapshot(job).updated_at
+
+
+def test_an_owner_writes_back_a_record_redis_lost(store: ScanStore, raw: redis.Redis) -> None:
+    """After Redis lost the scan, its owner's write says so, and a restore brings the
+    record back with every result the owner holds, and the lease."""
+    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    store.register(scan, 60_000)
+    done = StrategyResult("momentum", "ok", ({"symbol": "X"},), 3)
+    store.record_strategy(scan.scan_id, scan.epoch, done, now_iso())
+    raw.flushall()
+    late = StrategyResult("rsi_reversal", "ok", (), 1)
+    assert Written.FORGOTTEN is store.record_strategy(scan.scan_id, scan.epoch, late, now_iso())
+    assert store.restore(scan.job(), "a:1", (done,), now_iso(), 60_000)
+    recorded = store.record_strategy(scan.scan_id, scan.epoch, late, now_iso())
+    assert isinstance(recorded, Recorded)
+    assert (2, 1) == (recorded.completed, recorded.found)
+    assert [] == store.claimable(10)
+    assert [scan.scan_id] == [s.scan_id for s in store.list_scans("alice", 10)]
+
+
+def test_a_restore_never_overwrites_another_owner(store: ScanStore) -> None:
+    """A stale owner whose claim Redis did not forget gets no restore."""
+    scan_id, first = owned(store, 1)
+    poll(lambda: store.claimable(10) == [scan_id])
+    assert store.claim(scan_id, "b:2", 60_000, "b") is not None
+    job = NewScan(scan_id, "alice", PARAMS, now_iso(), "a:1", first).job()
+    assert not store.restore(job, "a:1", (), now_iso(), 60_000)
 
 
 def test_renewal_reports_lost_leases_and_cancel_requests(store: ScanStore) -> None:
     """One round trip renews all leases and says which were lost or asked to cancel."""
     kept, cancelled, taken = owned(store, 1), owned(store, 1), owned(store, 1)
-    store.request_cancel(cancelled, "alice")
+    store.request_cancel(cancelled[0], "alice")
     poll(lambda: len(store.claimable(10)) == 3)
-    assert store.claim(taken, "b:2", 60_000) is not None
-    states = store.renew([(kept, 1), (cancelled, 1), (taken, 1)], 60_000)
+    assert store.claim(taken[0], "b:2", 60_000, "b") is not None
+    states = store.renew([kept, cancelled, taken], 60_000)
     assert [(True, False), (True, True), (False, False)] == [
         (s.held, s.cancel_requested) for s in states
     ]
     assert [] == store.claimable(10)
 
 
+def test_renewal_says_when_redis_forgot_a_claim(store: ScanStore, raw: redis.Redis) -> None:
+    """A lease whose record Redis lost is reported forgotten, not lost to another owner."""
+    scan = owned(store, 60_000)
+    raw.delete(Keys().scan(scan[0]))
+    [state] = store.renew([scan], 60_000)
+    assert (False, True) == (state.held, state.forgotten)
+
+
 def test_released_scan_is_claimable_at_once(store: ScanStore) -> None:
     """A hand-off makes the scan claimable without waiting for the lease to lapse."""
-    scan_id = owned(store, 60_000)
-    assert store.release(scan_id, 1)
+    scan_id, epoch = owned(store, 60_000)
+    assert store.release(scan_id, epoch)
     assert [scan_id] == store.claimable(10)
-    job = store.claim(scan_id, "b:2", 60_000)
+    job = store.claim(scan_id, "b:2", 60_000, "b")
     assert job is not None
-    assert 2 == job.epoch
+    assert 2 == job.epoch.number
 
 
 def test_queued_scan_is_claimed_and_starts_scanning(store: ScanStore, redis_url: str) -> None:
     """A queued scan has epoch 0 and no owner until a worker claims it."""
     scan_id = new_scan_id()
-    store.create(NewScan(scan_id, "alice", PARAMS, now_iso(), None), 60_000)
+    store.register(NewScan(scan_id, "alice", PARAMS, now_iso(), None), 60_000)
     snapshot = store.read(scan_id)
     assert snapshot is not None
     assert (ScanStatus.QUEUED, 2) == (snapshot.status, snapshot.total)
     assert [scan_id] == store.claimable(10)
-    job = store.claim(scan_id, "b:2", 60_000)
+    job = store.claim(scan_id, "b:2", 60_000, "b")
     assert job is not None
-    assert 1 == job.epoch
+    assert Epoch(1, "b") == job.epoch
     assert None is redis.Redis.from_url(redis_url).zscore(Keys().pending(), scan_id)
 
 
@@ -195,12 +280,12 @@ def test_cancelling_a_queued_scan(runtimes: list[Runtime], redis_url: str, data_
 
 def test_a_scan_finished_meanwhile_is_not_reported_lost(store: ScanStore) -> None:
     """Renewing a lease of a scan its owner just finished is no loss and re-indexes nothing."""
-    scan_id = owned(store, 60_000)
+    scan_id, epoch = owned(store, 60_000)
     snapshot = store.read(scan_id)
     assert snapshot is not None
     final = replace(snapshot, status=ScanStatus.COMPLETE, completed_at=now_iso(), results=b"{}")
-    assert store.finish(final, 1, PARAMS.digest(), 60)
+    assert None is store.finish(final, epoch, PARAMS.digest(), 60)
     assert [(True, False)] == [
-        (s.held, s.cancel_requested) for s in store.renew([(scan_id, 1)], 60_000)
+        (s.held, s.cancel_requested) for s in store.renew([(scan_id, epoch)], 60_000)
     ]
     assert [] == store.claimable(10)

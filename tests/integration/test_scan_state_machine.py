@@ -22,8 +22,16 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from oppscan.model import ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
-from oppscan.storage import Keys, NewScan, ScanStore, open_store
+from oppscan.model import (
+    Epoch,
+    ScanParams,
+    ScanStatus,
+    StrategyResult,
+    new_epoch_tag,
+    new_scan_id,
+    now_iso,
+)
+from oppscan.storage import Keys, NewScan, Recorded, ScanStore, open_store
 
 NAMES = ("a", "b", "c", "d")
 PARAMS = ScanParams(NAMES, ("X",), "1h")
@@ -37,26 +45,29 @@ class StoredScan(RuleBasedStateMachine):
         self.store: ScanStore = open_store(self.url, "prop:", 0.5)
         self.raw = redis.Redis.from_url(self.url)
         self.scan_id = new_scan_id()
-        self.store.create(NewScan(self.scan_id, "u", PARAMS, now_iso(), "w:1"), 60_000)
-        self.epoch = 1
+        self.user = new_scan_id()  # a user of its own: no earlier example's scan to join
+        scan = NewScan(self.scan_id, self.user, PARAMS, now_iso(), "w:1")
+        self.store.register(scan, 60_000)
+        self.epoch = scan.epoch
+        self.stale = Epoch(0, "stale")
         self.recorded: set[str] = set()
         self.last_completed = 0
         self.finished = False
 
     @rule(name=st.sampled_from(NAMES), stale=st.booleans())
     def complete_strategy(self, name: str, stale: bool) -> None:
-        epoch = self.epoch - 1 if stale else self.epoch
+        epoch = self.stale if stale else self.epoch
         done = self.store.record_strategy(
             self.scan_id, epoch, StrategyResult(name, "ok", (), 1), now_iso()
         )
         accepted = not stale and not self.finished
-        assert accepted == (done is not None)
+        assert accepted == isinstance(done, Recorded)
         if accepted:
             self.recorded.add(name)
 
     @rule()
     def request_cancel(self) -> None:
-        self.store.request_cancel(self.scan_id, "u")
+        self.store.request_cancel(self.scan_id, self.user)
 
     @precondition(lambda self: not self.finished)
     @rule()
@@ -64,11 +75,11 @@ class StoredScan(RuleBasedStateMachine):
         """The owner's lease lapses and another worker claims the scan."""
         self.raw.zadd(Keys("prop:").running(), {self.scan_id: 0})
         self.raw.hset(Keys("prop:").scan(self.scan_id), "lease", 0)
-        job = self.store.claim(self.scan_id, "w:2", 60_000)
+        job = self.store.claim(self.scan_id, "w:2", 60_000, new_epoch_tag())
         assert job is not None
-        assert self.epoch + 1 == job.epoch
+        assert self.epoch.number + 1 == job.epoch.number
         assert self.recorded == {r.name for r in job.done}
-        self.epoch = job.epoch
+        self.stale, self.epoch = self.epoch, job.epoch
 
     @precondition(lambda self: not self.finished)
     @rule(status=st.sampled_from([ScanStatus.COMPLETE, ScanStatus.CANCELLED]))
@@ -79,7 +90,7 @@ class StoredScan(RuleBasedStateMachine):
         assert snapshot is not None
         stamp = now_iso()
         final = replace(snapshot, status=status, completed_at=stamp, results=b"{}")
-        assert self.store.finish(final, self.epoch, PARAMS.digest(), 600)
+        assert None is self.store.finish(final, self.epoch, PARAMS.digest(), 600)
         self.finished = True
 
     @invariant()

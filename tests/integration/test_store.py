@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
 
 from oppscan.model import ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
-from oppscan.storage import EmbeddedRedis, Keys, NewScan, ScanStore, open_store
+from oppscan.storage import EmbeddedRedis, Keys, NewScan, Recorded, ScanStore, Written, open_store
 
 LEASE_MS = 60_000
 PARAMS = ScanParams(("momentum", "rsi_reversal"), ("BTC-USD",), "1h")
@@ -25,8 +26,12 @@ def raw(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
-def new_scan(user: str = "alice") -> NewScan:
-    return NewScan(new_scan_id(), user, PARAMS, now_iso(), "host:1")
+def new_scan(user: str = "alice", params: ScanParams = PARAMS) -> NewScan:
+    return NewScan(new_scan_id(), user, params, now_iso(), "host:1")
+
+
+def create(store: ScanStore, scan: NewScan) -> None:
+    assert "created" == store.register(scan, LEASE_MS).kind
 
 
 def result(name: str, found: int = 1) -> StrategyResult:
@@ -39,7 +44,7 @@ def test_created_scan_is_readable_with_totals_and_no_expiry(
 ) -> None:
     """A new scan is readable at once with total > 0 and its key does not expire."""
     scan = new_scan()
-    assert store.create(scan, LEASE_MS)
+    create(store, scan)
     snap = store.read(scan.scan_id)
     assert snap is not None
     assert (ScanStatus.SCANNING, 2, 0) == (snap.status, snap.total, snap.completed)
@@ -51,7 +56,7 @@ def test_a_read_survives_the_server_closing_its_connection(
 ) -> None:
     """Redis dropped every client (as on a restart): the next read still answers."""
     scan = new_scan()
-    store.create(scan, LEASE_MS)
+    create(store, scan)
     assert store.read(scan.scan_id) is not None  # this thread's connection is open now
     killed = raw.client_kill_filter(_type="normal", skipme=True)
     assert killed >= 1
@@ -61,20 +66,24 @@ def test_a_read_survives_the_server_closing_its_connection(
     assert not store.breaker.is_open
 
 
-def test_creating_twice_is_refused(store: ScanStore) -> None:
-    """A scan id is registered once."""
+def test_registering_twice_joins_the_first(store: ScanStore) -> None:
+    """The same registration sent again (its answer timed out) joins what the first made."""
     scan = new_scan()
-    assert (True, False) == (store.create(scan, LEASE_MS), store.create(scan, LEASE_MS))
+    first, again = store.register(scan, LEASE_MS), store.register(scan, LEASE_MS)
+    assert (("created", scan.scan_id), ("joined", scan.scan_id)) == (
+        (first.kind, first.scan_id),
+        (again.kind, again.scan_id),
+    )
 
 
 def test_strategy_result_is_recorded_once(store: ScanStore) -> None:
     """Recording the same strategy twice counts it once."""
     scan = new_scan()
-    store.create(scan, LEASE_MS)
-    first = store.record_strategy(scan.scan_id, 1, result("momentum", 2), now_iso())
-    again = store.record_strategy(scan.scan_id, 1, result("momentum", 2), now_iso())
-    assert first is not None
-    assert again is not None
+    create(store, scan)
+    first = store.record_strategy(scan.scan_id, scan.epoch, result("momentum", 2), now_iso())
+    again = store.record_strategy(scan.scan_id, scan.epoch, result("momentum", 2), now_iso())
+    assert isinstance(first, Recorded)
+    assert isinstance(again, Recorded)
     assert ((1, 2), (1, 2)) == ((first.completed, first.found), (again.completed, again.found))
     assert first.updated_at == again.updated_at
 
@@ -82,13 +91,14 @@ def test_strategy_result_is_recorded_once(store: ScanStore) -> None:
 def test_writes_with_a_stale_epoch_are_fenced(store: ScanStore, raw: redis.Redis) -> None:
     """A writer whose epoch is not the scan's changes nothing."""
     scan = new_scan()
-    store.create(scan, LEASE_MS)
+    create(store, scan)
     raw.hset(Keys().scan(scan.scan_id), "epoch", 2)
-    assert None is store.record_strategy(scan.scan_id, 1, result("momentum"), now_iso())
+    fenced = store.record_strategy(scan.scan_id, scan.epoch, result("momentum"), now_iso())
+    assert Written.FENCED is fenced
     snap = store.read(scan.scan_id)
     assert snap is not None
     finished = snap.__class__(**{**snap.__dict__, "status": ScanStatus.COMPLETE, "results": b"{}"})
-    assert False is store.finish(finished, 1, PARAMS.digest(), 60)
+    assert Written.FENCED is store.finish(finished, scan.epoch, PARAMS.digest(), 60)
     assert (0, ScanStatus.SCANNING) == (snap.completed, store.read(scan.scan_id).status)  # type: ignore[union-attr]
 
 
@@ -97,10 +107,9 @@ def test_finish_writes_results_and_one_ttl_for_every_key(
 ) -> None:
     """The terminal step stores results, flips status, and expires scan and dedup together."""
     scan = new_scan()
-    store.create(scan, LEASE_MS)
-    assert store.claim_dedup("alice", PARAMS.digest(), None, scan.scan_id)
+    create(store, scan)
     for name in PARAMS.strategies:
-        store.record_strategy(scan.scan_id, 1, result(name), now_iso())
+        store.record_strategy(scan.scan_id, scan.epoch, result(name), now_iso())
     snap = store.read(scan.scan_id)
     assert snap is not None
     stamp = now_iso()
@@ -112,7 +121,7 @@ def test_finish_writes_results_and_one_ttl_for_every_key(
             "completed_at": stamp,
         }
     )
-    assert store.finish(final, 1, PARAMS.digest(), 120)
+    assert None is store.finish(final, scan.epoch, PARAMS.digest(), 120)
     stored = store.read(scan.scan_id, with_results=True)
     assert stored is not None
     assert (ScanStatus.COMPLETE, b'{"ok":1}', stamp, 2) == (
@@ -127,32 +136,67 @@ def test_finish_writes_results_and_one_ttl_for_every_key(
     assert None is raw.zscore(keys.running(), scan.scan_id)
 
 
-def test_dedup_claim_is_compare_and_set(store: ScanStore) -> None:
-    """Only the claimant that saw the current pointer wins."""
-    digest = PARAMS.digest()
-    assert store.claim_dedup("alice", digest, None, "scan_a")
-    assert not store.claim_dedup("alice", digest, None, "scan_b")
-    assert store.claim_dedup("alice", digest, "scan_a", "scan_c")
-    assert "scan_c" == store.dedup_target("alice", digest)
+def test_a_scan_with_a_pending_cancel_is_never_joined(store: ScanStore) -> None:
+    """An identical request after a cancel request registers a new scan."""
+    first = new_scan()
+    create(store, first)
+    assert ScanStatus.SCANNING == store.request_cancel(first.scan_id, "alice")
+    second = store.register(new_scan(), LEASE_MS)
+    assert ("created", True) == (second.kind, second.scan_id != first.scan_id)
+
+
+def test_a_complete_scan_is_reused_unless_refreshing(store: ScanStore) -> None:
+    """Once complete, an identical request reuses it; force_refresh registers a new one."""
+    scan = new_scan()
+    create(store, scan)
+    snap = store.read(scan.scan_id)
+    assert snap is not None
+    final = replace(snap, status=ScanStatus.COMPLETE, completed_at=now_iso(), results=b"{}")
+    assert None is store.finish(final, scan.epoch, PARAMS.digest(), 60)
+    reused = store.register(new_scan(), LEASE_MS)
+    fresh = store.register(new_scan(), LEASE_MS, force_refresh=True)
+    assert (("reused", scan.scan_id), "created") == ((reused.kind, reused.scan_id), fresh.kind)
+
+
+def test_the_active_limit_registers_nothing_over_it(store: ScanStore, raw: redis.Redis) -> None:
+    """At the user's limit a registration is refused and writes no key."""
+    create(store, new_scan(params=ScanParams(("momentum",), ("A",), "1h")))
+    before = sorted(raw.keys("*"))
+    refused = store.register(new_scan(), LEASE_MS, max_active=1)
+    assert ("limited", before) == (refused.kind, sorted(raw.keys("*")))
+
+
+def test_a_finished_scan_never_changes(store: ScanStore) -> None:
+    """A second finish, even by the same owner, leaves the stored results as they were."""
+    scan = new_scan()
+    create(store, scan)
+    snap = store.read(scan.scan_id)
+    assert snap is not None
+    final = replace(snap, status=ScanStatus.COMPLETE, completed_at=now_iso(), results=b"[1]")
+    assert None is store.finish(final, scan.epoch, PARAMS.digest(), 60)
+    assert None is store.finish(replace(final, results=b"[2]"), scan.epoch, PARAMS.digest(), 60)
+    stored = store.read(scan.scan_id, with_results=True)
+    assert stored is not None
+    assert b"[1]" == stored.results
 
 
 def test_cancel_request_only_for_the_owner_user(store: ScanStore) -> None:
     """Another user's cancel is answered as not found and changes nothing."""
     scan = new_scan()
-    store.create(scan, LEASE_MS)
+    create(store, scan)
     assert None is store.request_cancel(scan.scan_id, "bob")
     assert ScanStatus.SCANNING == store.request_cancel(scan.scan_id, "alice")
-    recorded = store.record_strategy(scan.scan_id, 1, result("momentum"), now_iso())
-    assert recorded is not None
+    recorded = store.record_strategy(scan.scan_id, scan.epoch, result("momentum"), now_iso())
+    assert isinstance(recorded, Recorded)
     assert recorded.cancel_requested
 
 
 def test_list_scans_newest_first_and_forgets_expired(store: ScanStore, raw: redis.Redis) -> None:
     """A user's list is newest first, excludes others' scans and prunes expired ids."""
-    older, newer, gone = new_scan(), new_scan(), new_scan()
+    older, newer, gone = (new_scan(params=ScanParams(("momentum",), (s,), "1h")) for s in "abc")
     for scan in (older, newer, gone):
-        store.create(scan, LEASE_MS)
-    store.create(new_scan("bob"), LEASE_MS)
+        store.register(scan, LEASE_MS)
+    create(store, new_scan("bob"))
     raw.delete(Keys().scan(gone.scan_id))
     listed = [s.scan_id for s in store.list_scans("alice", 10)]
     assert [newer.scan_id, older.scan_id] == listed
@@ -162,11 +206,11 @@ def test_list_scans_newest_first_and_forgets_expired(store: ScanStore, raw: redi
 def test_strategy_results_round_trip(store: ScanStore) -> None:
     """Per-strategy results come back as they were written (for resuming a scan)."""
     scan = new_scan()
-    store.create(scan, LEASE_MS)
+    create(store, scan)
     written = result("momentum", 3)
-    store.record_strategy(scan.scan_id, 1, written, now_iso())
-    assert store.release(scan.scan_id, 1)
-    resumed = store.claim(scan.scan_id, "heir:2", LEASE_MS)
+    store.record_strategy(scan.scan_id, scan.epoch, written, now_iso())
+    assert store.release(scan.scan_id, scan.epoch)
+    resumed = store.claim(scan.scan_id, "heir:2", LEASE_MS, "heir")
     assert resumed is not None
     assert (written,) == resumed.done
     assert json.loads(written.to_json())["name"] == "momentum"
@@ -184,3 +228,21 @@ def test_embedded_redis_keeps_its_data_across_a_restart(tmp_path: Path) -> None:
         assert b"yes" == redis.Redis.from_url(server.url).get("kept")
     finally:
         server.stop()
+
+
+def test_the_users_index_expires_with_the_last_of_their_scans(
+    store: ScanStore, raw: redis.Redis
+) -> None:
+    """While a scan of the user runs the index stays; once all are finished it expires
+    with the last of them."""
+    one, two = (new_scan(params=ScanParams(("momentum",), (s,), "1h")) for s in "ab")
+    create(store, one)
+    create(store, two)
+    index = Keys().user_scans("alice")
+    for scan, ttl in ((one, 120), (two, 60)):
+        snap = store.read(scan.scan_id)
+        assert snap is not None
+        final = replace(snap, status=ScanStatus.CANCELLED, completed_at=now_iso(), results=b"{}")
+        assert -1 == raw.ttl(index)  # a scan still runs
+        assert None is store.finish(final, scan.epoch, scan.params.digest(), ttl)
+    assert 119 <= raw.ttl(index) <= 120

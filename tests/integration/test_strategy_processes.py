@@ -63,6 +63,8 @@ def test_processes_give_the_results_threads_give(redis_url: str, data_dir: Path)
 
 def test_a_killed_child_costs_a_retry_not_the_scan(redis_url: str, data_dir: Path) -> None:
     """SIGKILL to the strategy process mid-scan: its strategies run again in a fresh one."""
+    # An earlier test's pool was shut down without waiting: its children may still exit.
+    poll(lambda: not multiprocessing.active_children())
     settings = Settings(
         redis_url=redis_url, data_dir=data_dir, strategy_processes=1, synthetic_latency_ms=20.0
     )

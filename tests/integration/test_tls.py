@@ -28,7 +28,7 @@ def test_store_works_over_tls(tls_redis: tuple[int, Path], redis_url: str) -> No
     port, ca = tls_redis
     store = open_store(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}", "oppscan:", 2.0)
     scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "w:1")
-    assert store.create(scan, 60_000)
+    assert "created" == store.register(scan, 60_000).kind
     stored = store.read(scan.scan_id)
     assert stored is not None
     assert "alice" == stored.user

@@ -10,6 +10,7 @@ import falcon.testing
 import pytest
 
 from oppscan.actors import RegistryActor, RegistryView, ScanDeps, ThreadStrategyPool
+from oppscan.actors.proxies import registry_proxy
 from oppscan.actors.scan import Registrar
 from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
@@ -37,12 +38,12 @@ def client(store: FakeStore) -> Iterator[falcon.testing.TestClient]:
     pool = ThreadStrategyPool(2, STRATEGIES, market())
 
     def deps_for(registrar: Registrar) -> ScanDeps:
-        return ScanDeps(store, pool, set(STRATEGIES), registrar, 60, 200, immediate)  # type: ignore[arg-type]
+        return ScanDeps(store, pool, set(STRATEGIES), registrar, 60, 200, immediate)
 
     view = RegistryView(60.0, 100, 60)
-    registry = RegistryActor.start(view, deps_for).proxy()
+    registry = registry_proxy(RegistryActor.start(view, deps_for))
     settings = Settings(redis_url="redis://unused")
-    runtime = Runtime(settings, store, market(), STRATEGIES, pool, registry, view, "unit:1")  # type: ignore[arg-type]
+    runtime = Runtime(settings, store, market(), STRATEGIES, pool, registry, view, "unit:1")
     deps = ApiDeps(ScanService(runtime), STRATEGIES, ("SYM0", "SYM1"), store.ping, "unit:1")
     yield falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
     GATE.set()
@@ -253,3 +254,16 @@ def test_rate_limited_discover_is_429_with_retry_after(
         resp.json["error"],
         resp.headers["Retry-After"],
     )
+
+
+def test_a_discover_whose_answer_was_lost_is_joined_by_its_retry(
+    client: falcon.testing.TestClient, store: FakeStore
+) -> None:
+    """Registered, but the reply timed out (503): the retry joins that scan, no second one."""
+    store.applied_then_timeout = {"register"}
+    lost = discover(client, {"strategies": ["held"]})
+    assert 503 == lost.status_code
+    retried = discover(client, {"strategies": ["held"]})
+    assert (202, True) == (retried.status_code, retried.json["deduplicated"])
+    listed = client.simulate_get("/api/v1/opportunities/scans", headers=auth()).json["scans"]
+    assert [retried.json["scan_id"]] == [s["scan_id"] for s in listed]

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -20,7 +19,8 @@ from oppscan.actors import (
     ScanJob,
     ThreadStrategyPool,
 )
-from oppscan.model import ScanParams, ScanSnapshot, ScanStatus, now_iso
+from oppscan.actors.proxies import RegistryProxy, registry_proxy
+from oppscan.model import Epoch, ScanParams, ScanSnapshot, ScanStatus, now_iso
 from oppscan.storage import LeaseState, NewScan
 from tests.fakes import FakeStore, FakeStrategy, immediate, market
 from tests.support.polling import poll_until
@@ -92,7 +92,7 @@ def test_cache_entry_lives_no_longer_than_the_retention_left() -> None:
 
 
 @pytest.fixture
-def registry_actor() -> Iterator[tuple[Any, RegistryView, ScanJob]]:
+def registry_actor() -> Iterator[tuple[RegistryProxy, RegistryView, ScanJob]]:
     """A RegistryActor running one held scan over a fake store."""
     gate = threading.Event()
     strategies = {"held": FakeStrategy("held", gate=gate)}
@@ -100,14 +100,15 @@ def registry_actor() -> Iterator[tuple[Any, RegistryView, ScanJob]]:
     store = FakeStore()
     params = ScanParams(("held",), ("SYM0",), "1h")
     created = now_iso()
-    job = ScanJob(SCAN, "alice", params, 1, created, created)
-    store.create(NewScan(SCAN, "alice", params, created, "unit:1"), 10_000)
+    scan = NewScan(SCAN, "alice", params, created, "unit:1")
+    job = scan.job()
+    store.register(scan, 10_000)
 
     def deps_for(registrar: Registrar) -> ScanDeps:
-        return ScanDeps(store, pool, set(strategies), registrar, 60, 200, immediate)  # type: ignore[arg-type]
+        return ScanDeps(store, pool, set(strategies), registrar, 60, 200, immediate)
 
     view = RegistryView(300.0, 100, 3600)
-    proxy = RegistryActor.start(view, deps_for, 10.0).proxy()
+    proxy = registry_proxy(RegistryActor.start(view, deps_for, 10.0))
     proxy.spawn(job, time.monotonic()).get(timeout=5)
     yield proxy, view, job
     gate.set()
@@ -116,13 +117,15 @@ def registry_actor() -> Iterator[tuple[Any, RegistryView, ScanJob]]:
 
 
 def test_lease_news_about_another_epoch_is_ignored(
-    registry_actor: tuple[Any, RegistryView, ScanJob],
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
 ) -> None:
     """A renewal answer for an older or newer epoch of the scan does not touch this owner."""
     proxy, view, job = registry_actor
     before = view.owned()[SCAN].lease_until
     renewed_at = time.monotonic()
-    proxy.leases_checked([LeaseState(SCAN, job.epoch + 1, False, False)], renewed_at).get(timeout=5)
+    proxy.leases_checked([LeaseState(SCAN, Epoch(2, "newer"), False, False)], renewed_at).get(
+        timeout=5
+    )
     assert view.local(SCAN) is not None
     assert before == view.owned()[SCAN].lease_until
     proxy.leases_checked([LeaseState(SCAN, job.epoch, True, False)], renewed_at).get(timeout=5)
@@ -130,7 +133,7 @@ def test_lease_news_about_another_epoch_is_ignored(
 
 
 def test_a_lost_lease_takes_the_scan_off_this_worker(
-    registry_actor: tuple[Any, RegistryView, ScanJob],
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
 ) -> None:
     """Told its epoch lost the lease, the owner stops and readers go to Redis."""
     proxy, view, job = registry_actor
@@ -147,7 +150,39 @@ def test_a_failed_registry_asks_for_its_worker_to_be_replaced() -> None:
     """A bug in a registry handler stops the actor and calls the failure hook."""
     failed = threading.Event()
     view = RegistryView(300.0, 100, 3600)
-    proxy = RegistryActor.start(view, lambda _: None, 10.0, failed.set).proxy()  # type: ignore[arg-type, return-value]
-    proxy.leases_checked.defer(None, 0.0)  # not a sequence of lease states: a TypeError
+    proxy = registry_proxy(RegistryActor.start(view, no_scans, 10.0, failed.set))
+    proxy.leases_checked.defer([None], 0.0)  # type: ignore[list-item]  # a bug: an AttributeError
     assert failed.wait(10)
     assert proxy.actor_ref.actor_stopped.wait(10)
+
+
+def no_scans(registrar: Registrar) -> ScanDeps:
+    raise AssertionError("this registry starts no scan")
+
+
+def test_a_second_claim_of_a_scan_run_here_replaces_its_actor(
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
+) -> None:
+    """Spawned again under a newer epoch, the old actor stops, and its late news
+    leaves the new one in place."""
+    proxy, view, job = registry_actor
+    old = view.owned()[SCAN].proxy
+    newer = replace(job, epoch=Epoch(2, "newer"))
+    proxy.spawn(newer, time.monotonic()).get(timeout=5)
+    assert old.actor_ref.actor_stopped.wait(10)
+    proxy.scan_released(SCAN, job.epoch).get(timeout=5)  # the old actor's news, late
+    assert newer.epoch == view.owned()[SCAN].epoch
+    assert view.owned()[SCAN].proxy.actor_ref.is_alive()
+
+
+def test_no_scan_actor_outlives_its_registry(
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
+) -> None:
+    """Stopping the registry stops every scan actor it started, replaced ones included."""
+    proxy, view, job = registry_actor
+    first = view.owned()[SCAN].proxy
+    proxy.spawn(replace(job, epoch=Epoch(2, "newer")), time.monotonic()).get(timeout=5)
+    second = view.owned()[SCAN].proxy
+    proxy.actor_ref.stop(timeout=5)
+    assert first.actor_ref.actor_stopped.wait(10)
+    assert second.actor_ref.actor_stopped.wait(10)

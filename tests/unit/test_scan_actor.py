@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pykka
@@ -19,9 +19,10 @@ from oppscan.actors import (
     ThreadStrategyPool,
     first_snapshot,
 )
+from oppscan.actors.proxies import scan_proxy
 from oppscan.market import MarketDataError
-from oppscan.model import ScanParams, ScanStatus, now_iso
-from oppscan.storage import NewScan, Recorded
+from oppscan.model import Epoch, ScanParams, ScanStatus, now_iso
+from oppscan.storage import NewScan, Recorded, Written
 from tests.fakes import FakeStore, FakeStrategy, Recorder, immediate, market, skipping
 from tests.support.polling import poll_until
 
@@ -60,17 +61,20 @@ def start(
     strategies: Sequence[FakeStrategy],
     pools: Pools,
     recorder: Recorder,
-    epoch: int = 1,
+    superseded: bool = False,
     outages: int = 0,
     schedule: Callable[[float, Callable[[], Any]], Any] = immediate,
 ) -> Started:
     params = ScanParams(tuple(s.name for s in strategies), ("SYM0",), "1h")
     created = now_iso()
-    job = ScanJob("scan_" + "a" * 32, USER, params, epoch, created, created)
-    store.create(NewScan(job.scan_id, USER, params, created, "test:1"), 10_000)
+    scan = NewScan("scan_" + "a" * 32, USER, params, created, "test:1")
+    store.register(scan, 10_000)
+    job = scan.job()
+    if superseded:
+        job = replace(job, epoch=Epoch(1, "another-owner"))
     store.outages = outages
     deps = ScanDeps(
-        store=store,  # type: ignore[arg-type]
+        store=store,
         pool=pools.make(strategies),
         strategies={s.name for s in strategies},
         registrar=recorder,
@@ -152,7 +156,7 @@ def test_cancel_stops_at_a_strategy_boundary(pools: Pools) -> None:
     store, recorder = FakeStore(), Recorder()
     gate = threading.Event()
     ref = start(store, [FakeStrategy("held", gate=gate)], pools, recorder).ref
-    snap = ref.proxy().cancel().get(timeout=5)  # type: ignore[attr-defined]
+    snap = scan_proxy(ref).cancel().get(timeout=5)
     gate.set()
     assert ScanStatus.CANCELLED == snap.status
     assert recorder.done.wait(10)
@@ -179,7 +183,7 @@ def test_remote_cancel_request_is_seen_at_the_next_boundary(pools: Pools) -> Non
 def test_a_superseded_owner_writes_nothing(pools: Pools) -> None:
     """When the stored epoch moved on, the actor releases the scan and never finishes it."""
     store, recorder = FakeStore(), Recorder()
-    cell = start(store, [FakeStrategy("a")], pools, recorder, epoch=0).cell
+    cell = start(store, [FakeStrategy("a")], pools, recorder, superseded=True).cell
     assert recorder.done.wait(10)
     assert ([], ["scan_" + "a" * 32]) == (recorder.finished, recorder.released)
     assert ScanStatus.SCANNING == next(iter(store.records.values())).snapshot.status
@@ -212,9 +216,9 @@ class ReadingStore(FakeStore):
         self.cell = cell
         self.reads: list[tuple[int, threading.Thread, list[int | None]]] = []
 
-    def record_strategy(self, *args: Any, **kwargs: Any) -> Recorded | None:
+    def record_strategy(self, *args: Any, **kwargs: Any) -> Recorded | Written:
         recorded = super().record_strategy(*args, **kwargs)
-        assert recorded is not None
+        assert isinstance(recorded, Recorded)
         got: list[int | None] = []
 
         def read() -> None:
@@ -237,12 +241,13 @@ def test_a_reader_never_sees_less_than_what_redis_already_holds(
     strategies = [FakeStrategy(name) for name in "abcd"]
     params = ScanParams(tuple(s.name for s in strategies), ("SYM0",), "1h")
     created = now_iso()
-    job = ScanJob("scan_" + "c" * 32, USER, params, 1, created, created)
+    scan = NewScan("scan_" + "c" * 32, USER, params, created, "test:1")
+    job = scan.job()
     cell = SnapshotCell(first_snapshot(job))
     store, recorder = ReadingStore(cell), Recorder()
-    store.create(NewScan(job.scan_id, USER, params, created, "test:1"), 10_000)
+    store.register(scan, 10_000)
     names = {s.name for s in strategies}
-    deps = ScanDeps(store, pools.make(strategies), names, recorder, 60, 200, immediate)  # type: ignore[arg-type]
+    deps = ScanDeps(store, pools.make(strategies), names, recorder, 60, 200, immediate)
     ScanActor.start(job, deps, cell)
     assert recorder.done.wait(10)
     behind = []
@@ -258,7 +263,7 @@ def test_a_reader_gives_up_on_a_write_that_takes_too_long() -> None:
     """A write stuck past the reader's timeout answers `CellBusy` (503), not a stale snapshot."""
     created = now_iso()
     params = ScanParams(("a",), ("SYM0",), "1h")
-    job = ScanJob("scan_" + "d" * 32, USER, params, 1, created, created)
+    job = NewScan("scan_" + "d" * 32, USER, params, created, "test:1").job()
     cell = SnapshotCell(first_snapshot(job))
     outcome: list[BaseException] = []
 
@@ -364,10 +369,11 @@ def test_an_actor_that_cannot_start_records_its_scan_as_failed() -> None:
     """A failure in on_start (which pykka does not pass to on_failure) still ends the scan."""
     params = ScanParams(("a",), ("SYM0",), "1h")
     created = now_iso()
-    job = ScanJob("scan_" + "e" * 32, USER, params, 1, created, created)
+    scan = NewScan("scan_" + "e" * 32, USER, params, created, "test:1")
+    job = scan.job()
     store, recorder = FakeStore(), Recorder()
-    store.create(NewScan(job.scan_id, USER, params, created, "test:1"), 10_000)
-    deps = ScanDeps(store, RefusingPool(), {"a"}, recorder, 60, 200, immediate)  # type: ignore[arg-type]
+    store.register(scan, 10_000)
+    deps = ScanDeps(store, RefusingPool(), {"a"}, recorder, 60, 200, immediate)
     cell = SnapshotCell(first_snapshot(job))
     ref = ScanActor.start(job, deps, cell)
     assert recorder.done.wait(10)

@@ -1,0 +1,61 @@
+"""`Store`: the surface of `ScanStore` that actors, the steward and the service use.
+
+Unit tests pass an in-memory stand-in that implements it; everything above the
+unit layer runs the real `ScanStore` on a real Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from oppscan.model import Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult
+from oppscan.storage.client import CircuitBreaker
+from oppscan.storage.store import LeaseState, NewScan, Recorded, Registration, Written
+
+
+class Store(Protocol):
+    breaker: CircuitBreaker
+
+    def ping(self) -> bool: ...
+
+    def probe(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def register(
+        self, scan: NewScan, lease_ms: int, force_refresh: bool = False, max_active: int = 0
+    ) -> Registration: ...
+
+    def hit_rate(self, user: str, limit: int, window_s: int) -> int: ...
+
+    def claimable(self, limit: int) -> list[str]: ...
+
+    def claim(self, scan_id: str, owner: str, lease_ms: int, tag: str) -> ScanJob | None: ...
+
+    def renew(self, leases: Sequence[tuple[str, Epoch]], lease_ms: int) -> list[LeaseState]: ...
+
+    def release(self, scan_id: str, epoch: Epoch) -> bool: ...
+
+    def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None: ...
+
+    def record_strategy(
+        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str
+    ) -> Recorded | Written: ...
+
+    def finish(
+        self, snapshot: ScanSnapshot, epoch: Epoch, digest: str, ttl: int
+    ) -> Written | None: ...
+
+    def restore(
+        self,
+        job: ScanJob,
+        owner: str,
+        done: Sequence[StrategyResult],
+        updated_at: str,
+        lease_ms: int,
+    ) -> bool: ...
+
+    def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None: ...
+
+    def list_scans(self, user: str, limit: int) -> list[ScanSnapshot]: ...
