@@ -329,11 +329,15 @@ class _ChildSlot:
 
     def _current(self) -> _Child:
         with self._lock:
-            if self._closed:
-                raise BrokenProcessPool("the strategy pool is shut down")
-            if self._child is None:
-                self._child = self._spawn()
-            return self._child
+            child = self._child
+        if child is None:
+            child = self._spawn()  # seconds: not under the lock `close` needs
+            with self._lock:
+                self._child = child
+        if self._closed:
+            self._replace()
+            raise BrokenProcessPool("the strategy pool is shut down")
+        return child
 
     def _replace(self) -> None:
         with self._lock:
