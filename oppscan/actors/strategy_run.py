@@ -3,7 +3,9 @@
 Threads suit strategies that wait on market data (I/O-bound); processes suit
 strategies that compute (CPU-bound), because Python threads share one
 interpreter lock with the worker's request threads. Either way every outcome
-comes back as a value: a result, or the failure that fails the scan.
+comes back as a value: a result, or the failure that fails the scan; and a
+strategy still running at its deadline comes back as an `error` at once,
+while the thread or child stuck with it holds nothing the worker needs.
 """
 
 from __future__ import annotations
@@ -389,32 +391,20 @@ class _Child:
 
 CHILD_NICENESS = 10
 CHILD_READY = "ready"
-_child: tuple[MarketData, Mapping[str, Strategy]] | None = None
-
-
-def _start_child(market: str, latency_ms: float) -> None:
-    global _child
-    # Below the request threads: the kernel runs strategies on whatever CPU
-    # answering requests leaves, which is what the status p99 needs.
-    os.nice(CHILD_NICENESS)
-    configure_logs()
-    _child = (load_market(market, latency_ms), available_strategies())
 
 
 def _child_main(conn: Connection, market: str, latency_ms: float) -> None:
     """Set up, say so, then run every strategy the worker sends until it hangs up."""
     # Ctrl-C reaches the whole process group: the worker decides when this child ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _start_child(market, latency_ms)
+    # Below the request threads: the kernel runs strategies on whatever CPU
+    # answering requests leaves, which is what the status p99 needs.
+    os.nice(CHILD_NICENESS)
+    configure_logs()
+    data, strategies = load_market(market, latency_ms), available_strategies()
     conn.send(CHILD_READY)
     with contextlib.suppress(EOFError):
         while True:
-            conn.send(_run_in_child(*conn.recv()))
-
-
-def _run_in_child(
-    name: str, symbols: tuple[str, ...], timeframe: str, scan_id: str
-) -> StrategyResult | ScanFailure:
-    assert _child is not None, "the pool's initializer sets up every child"
-    market, strategies = _child
-    return run_strategy(strategies[name], StrategyContext(market, symbols, timeframe), scan_id)
+            name, symbols, timeframe, scan_id = conn.recv()
+            ctx = StrategyContext(data, symbols, timeframe)
+            conn.send(run_strategy(strategies[name], ctx, scan_id))
