@@ -95,7 +95,12 @@ def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: its live gauges stop counting, its totals go to the archives."""
     from oppscan.metrics import retire
 
-    if retire(worker.pid, str(_metrics_dir)) is None:
+    try:
+        folded = retire(worker.pid, str(_metrics_dir))
+    except Exception:  # raised here, it would stop the master (reap_workers lets it through)
+        server.log.exception("could not retire the metrics of worker %s", worker.pid)
+        return
+    if folded is None:
         server.log.warning("metrics of worker %s not folded yet: scrapes busy", worker.pid)
 
 
