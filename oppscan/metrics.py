@@ -78,13 +78,15 @@ def render(multiprocess_dir: str | None) -> tuple[bytes, str]:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]  # untyped upstream
-    with _folder_lock(Path(multiprocess_dir), fcntl.LOCK_SH) as locked:
-        assert locked, "a shared lock is waited for"
+    with _folder_lock(Path(multiprocess_dir), fcntl.LOCK_SH, SCRAPE_WAIT):
+        # Even unlocked: a master stopped in the middle of a fold must not hang
+        # every scrape; this one may then miscount what is being folded.
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 FOLDED_TYPES = ("counter", "histogram", "summary")  # types whose files hold totals
 FOLD_WAIT = 0.5  # seconds gunicorn's master waits for scrapes before it folds later
+SCRAPE_WAIT = 5.0  # seconds a scrape waits for a fold (which takes milliseconds)
 
 
 def retire(pid: int, multiprocess_dir: str) -> int | None:
@@ -140,7 +142,7 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path, mode: int, wait: float | None = None) -> Iterator[bool]:
+def _folder_lock(folder: Path, mode: int, wait: float) -> Iterator[bool]:
     """flock on the folder's lock file; yields False if not taken within `wait` s."""
     with open(folder / ".fold.lock", "a") as lock:
         if not _take(lock.fileno(), mode, wait):
@@ -152,10 +154,7 @@ def _folder_lock(folder: Path, mode: int, wait: float | None = None) -> Iterator
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def _take(fd: int, mode: int, wait: float | None) -> bool:
-    if wait is None:
-        fcntl.flock(fd, mode)
-        return True
+def _take(fd: int, mode: int, wait: float) -> bool:
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -164,4 +163,4 @@ def _take(fd: int, mode: int, wait: float | None) -> bool:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.01)  # scrapes hold the lock for milliseconds
+            time.sleep(0.01)  # scrapes and folds hold the lock for milliseconds
