@@ -92,10 +92,16 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """A worker is gone: its live gauges must not count any more."""
-    from oppscan.metrics import mark_dead
+    """A worker is gone: its live gauges stop counting, its totals go to the archives."""
+    from oppscan.metrics import retire
 
-    mark_dead(worker.pid, str(_metrics_dir))
+    try:
+        folded = retire(worker.pid, str(_metrics_dir))
+    except Exception:  # raised here, it would stop the master (reap_workers lets it through)
+        server.log.exception("could not retire the metrics of worker %s", worker.pid)
+        return
+    if folded is None:
+        server.log.warning("metrics of worker %s not folded yet: scrapes busy", worker.pid)
 
 
 def on_exit(server: Any) -> None:

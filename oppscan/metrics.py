@@ -2,9 +2,24 @@
 
 Under gunicorn the master points `PROMETHEUS_MULTIPROC_DIR` at an empty folder
 before any worker starts, so `/metrics` on any worker aggregates all of them.
+
+Each process writes its own `<type>_<pid>.db` files there, and a scrape merges
+every file. So that recycled workers (`max_requests`) do not leave files to be
+merged for ever, `retire` folds a dead process's counters and histograms into
+one `<type>_archive.db` per type, which keeps their totals, and deletes its
+files. Scrapes hold a shared lock on the folder and a fold an exclusive one, so
+a scrape sees every total either before or after a fold, never twice or not
+at all.
 """
 
 from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,6 +31,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.mmap_dict import MmapedDict
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -62,9 +78,89 @@ def render(multiprocess_dir: str | None) -> tuple[bytes, str]:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]  # untyped upstream
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    with _folder_lock(Path(multiprocess_dir), fcntl.LOCK_SH, SCRAPE_WAIT):
+        # Even unlocked: a master stopped in the middle of a fold must not hang
+        # every scrape; this one may then miscount what is being folded.
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def mark_dead(pid: int, multiprocess_dir: str) -> None:
-    """Drop a dead worker's live gauges (gunicorn's `child_exit`)."""
+FOLDED_TYPES = ("counter", "histogram", "summary")  # types whose files hold totals
+FOLD_WAIT = 0.5  # seconds gunicorn's master waits for scrapes before it folds later
+SCRAPE_WAIT = 5.0  # seconds a scrape waits for a fold (which takes milliseconds)
+
+
+def retire(pid: int, multiprocess_dir: str) -> int | None:
+    """A process is dead (gunicorn's `child_exit`): drop its live gauges, and fold
+    the files of every dead process into the archives.
+
+    Returns how many files were folded, or None when scrapes held the folder
+    for `FOLD_WAIT` (the next call folds them: it looks for every dead pid).
+    """
     multiprocess.mark_process_dead(pid, multiprocess_dir)  # type: ignore[no-untyped-call]  # untyped upstream
+    folder = Path(multiprocess_dir)
+    with _folder_lock(folder, fcntl.LOCK_EX, FOLD_WAIT) as locked:
+        if not locked:
+            return None
+        dead = [(path, kind) for path, kind, owner in _process_files(folder) if not _alive(owner)]
+        for path, kind in dead:
+            if kind in FOLDED_TYPES:
+                _add_into(folder / f"{kind}_archive.db", path)
+            path.unlink()  # a dead process's live gauge too (strategy children have some)
+        return len(dead)
+
+
+def _process_files(folder: Path) -> Iterator[tuple[Path, str, int]]:
+    """(file, type, pid) of each per-process file: `counter_12.db`, `gauge_liveall_12.db`."""
+    for path in folder.glob("*.db"):
+        parts = path.stem.split("_")
+        kind, pid = parts[0], parts[-1]
+        live_gauge = kind == "gauge" and len(parts) == 3 and parts[1].startswith("live")
+        if pid.isdigit() and (kind in FOLDED_TYPES or live_gauge):
+            yield path, kind, int(pid)
+
+
+def _add_into(archive: Path, dead: Path) -> None:
+    """Add every value of `dead` to the same key in `archive` (raw values: histogram
+    buckets are stored per bucket and accumulated only when scraped)."""
+    into = MmapedDict(str(archive))  # type: ignore[no-untyped-call]  # untyped upstream
+    try:
+        for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(dead)):  # type: ignore[no-untyped-call]  # untyped upstream
+            current, _ = into.read_value(key)  # type: ignore[no-untyped-call]  # untyped upstream
+            into.write_value(key, current + value, timestamp)  # type: ignore[no-untyped-call]  # untyped upstream
+    finally:
+        into.close()  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # the pid is in use again, by someone else's process
+    return True
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, mode: int, wait: float) -> Iterator[bool]:
+    """flock on the folder's lock file; yields False if not taken within `wait` s."""
+    with open(folder / ".fold.lock", "a") as lock:
+        if not _take(lock.fileno(), mode, wait):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _take(fd: int, mode: int, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)  # scrapes and folds hold the lock for milliseconds

@@ -95,12 +95,14 @@ def stop_runtime(runtime: Runtime, timeout: float = 5.0) -> None:
 def strategy_pool(
     settings: Settings, strategies: Mapping[str, Strategy], market: MarketData
 ) -> StrategyPool:
-    """Child processes when `strategy_processes` is set (CPU-bound strategies), else threads."""
+    """Child processes when `strategy_processes` is set (CPU-bound strategies), else threads;
+    either way each strategy within `strategy_timeout`."""
+    timeout = settings.strategy_timeout
     if settings.strategy_processes:
         return ProcessStrategyPool(
-            settings.strategy_processes, settings.market, settings.synthetic_latency_ms
+            settings.strategy_processes, settings.market, settings.synthetic_latency_ms, timeout
         )
-    return ThreadStrategyPool(settings.strategy_threads, strategies, market)
+    return ThreadStrategyPool(settings.strategy_threads, strategies, market, timeout)
 
 
 def _hand_off(scans: Sequence[ScanActorProxy], settings: Settings) -> None:

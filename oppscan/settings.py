@@ -36,6 +36,7 @@ class Settings:
     max_scans_per_worker: int = 8
     strategy_threads: int = 4
     strategy_processes: int = 0  # > 0: strategies run in this many child processes
+    strategy_timeout: float = 120.0  # seconds a strategy may run before it is recorded `error`
     data_dir: Path = Path(".oppscan")
     market: str = "synthetic"
     synthetic_latency_ms: float = 0.0
@@ -83,6 +84,7 @@ class Settings:
             max_scans_per_worker=get.integer("MAX_SCANS_PER_WORKER", cls.max_scans_per_worker),
             strategy_threads=get.integer("STRATEGY_THREADS", cls.strategy_threads),
             strategy_processes=get.integer("STRATEGY_PROCESSES", cls.strategy_processes, minimum=0),
+            strategy_timeout=get.number("STRATEGY_TIMEOUT", cls.strategy_timeout),
             data_dir=Path(get.text("DATA_DIR") or cls.data_dir),
             market=get.text("MARKET") or cls.market,
             synthetic_latency_ms=get.number("SYNTHETIC_LATENCY_MS", 0.0, minimum=0.0),

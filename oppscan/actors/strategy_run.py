@@ -3,25 +3,33 @@
 Threads suit strategies that wait on market data (I/O-bound); processes suit
 strategies that compute (CPU-bound), because Python threads share one
 interpreter lock with the worker's request threads. Either way every outcome
-comes back as a value: a result, or the failure that fails the scan.
+comes back as a value: a result, or the failure that fails the scan; and a
+strategy still running at its deadline comes back as an `error` at once,
+while the thread or child stuck with it holds nothing the worker needs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import multiprocessing
 import os
+import queue
+import signal
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 from oppscan.logs import configure as configure_logs
 from oppscan.logs import get_logger
 from oppscan.market import MarketData, MarketDataError, load_market
 from oppscan.model import StrategyResult
+from oppscan.settings import Settings
 from oppscan.strategies import Strategy, StrategyContext, StrategySkipped, available_strategies
 
 log = get_logger("oppscan.strategy")
@@ -36,7 +44,8 @@ class ScanFailure:
 
 
 class StrategyPool(Protocol):
-    """Where a scan's strategies run. A future fails only when its process died."""
+    """Where a scan's strategies run, each within a deadline. A future fails only
+    when its process died."""
 
     def submit(
         self, name: str, symbols: tuple[str, ...], timeframe: str, scan_id: str
@@ -68,86 +77,334 @@ def run_strategy(
     return StrategyResult(name, "ok", opportunities, elapsed())
 
 
-class ThreadStrategyPool:
-    """Strategies on `threads` threads of this worker, over this worker's market data."""
+@dataclass(frozen=True)
+class _Job:
+    """One strategy of one scan, and the future its scan waits on."""
 
-    def __init__(self, threads: int, strategies: Mapping[str, Strategy], market: MarketData):
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="strategy")
+    name: str
+    symbols: tuple[str, ...]
+    timeframe: str
+    scan_id: str
+    future: Future[StrategyResult | ScanFailure] = field(default_factory=Future)
+
+    @property
+    def request(self) -> tuple[str, tuple[str, ...], str, str]:
+        return self.name, self.symbols, self.timeframe, self.scan_id
+
+
+def timed_out(name: str, timeout: float, started: float) -> StrategyResult:
+    """What a strategy that ran past its deadline is recorded as."""
+    elapsed = round((time.perf_counter() - started) * 1000)
+    return StrategyResult(name, "error", (), elapsed, f"timed out after {timeout:g} s")
+
+
+class _Dispatcher:
+    """A queue of jobs for `servers`, each calling its server on a daemon thread of its own.
+
+    Daemon threads: nothing a strategy does can hold up the worker's exit (a
+    `ThreadPoolExecutor`'s threads are joined at interpreter exit). Jobs whose
+    future was cancelled are skipped; `close` cancels every job not started.
+    """
+
+    def __init__(self, servers: Sequence[Callable[[_Job], None]], name: str) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._count = len(servers)
+        for i, serve in enumerate(servers):
+            thread = threading.Thread(target=self._loop, args=(serve,), name=f"{name}-{i}")
+            thread.daemon = True
+            thread.start()
+
+    def submit(self, job: _Job) -> Future[StrategyResult | ScanFailure]:
+        with self._lock:
+            if self._closed:  # the worker is stopping: nothing new starts
+                job.future.cancel()
+            else:
+                self._jobs.put(job)
+        return job.future
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        with contextlib.suppress(queue.Empty):
+            while True:
+                pending = self._jobs.get_nowait()
+                if pending is not None:
+                    pending.future.cancel()
+        for _ in range(self._count):
+            self._jobs.put(None)
+
+    def _loop(self, serve: Callable[[_Job], None]) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._closed:
+                job.future.cancel()
+            elif job.future.set_running_or_notify_cancel():
+                _serve_or_fail(serve, job)
+
+
+def _serve_or_fail(serve: Callable[[_Job], None], job: _Job) -> None:
+    """A server that raises (a child that cannot spawn) fails that job, not the thread."""
+    try:
+        serve(job)
+    except BaseException as exc:
+        log.exception("strategy_pool_error", scan_id=job.scan_id, strategy=job.name)
+        if not job.future.done():
+            job.future.set_exception(exc)
+
+
+ABANDONED_PER_THREAD = 4  # stuck strategy threads a pool leaves behind, per pool thread
+
+
+class ThreadStrategyPool:
+    """Strategies on `threads` threads of this worker, each within `timeout` seconds.
+
+    Each strategy runs on a thread of its own while one of the pool's threads
+    waits for it. At the deadline the future resolves as timed out and the
+    pool's thread serves the queue again: the strategy's thread, which no one
+    can stop, is abandoned (a daemon, it holds nothing at exit). At most
+    `max_abandoned` are left behind at once; past that a pool thread keeps
+    waiting for its stuck strategy, so hung strategies shrink the pool rather
+    than grow the worker's threads without bound.
+    """
+
+    def __init__(
+        self,
+        threads: int,
+        strategies: Mapping[str, Strategy],
+        market: MarketData,
+        timeout: float = Settings.strategy_timeout,
+        max_abandoned: int | None = None,
+    ) -> None:
         self._strategies = strategies
         self._market = market
+        self._timeout = timeout
+        if max_abandoned is None:
+            max_abandoned = ABANDONED_PER_THREAD * threads
+        self._max_abandoned = max_abandoned
+        self._abandoned = threading.BoundedSemaphore(max_abandoned)
+        self._dispatcher = _Dispatcher([self._serve] * threads, "strategy")
 
     def submit(
         self, name: str, symbols: tuple[str, ...], timeframe: str, scan_id: str
     ) -> Future[StrategyResult | ScanFailure]:
-        ctx = StrategyContext(self._market, symbols, timeframe)
-        return self._executor.submit(run_strategy, self._strategies[name], ctx, scan_id)
+        return self._dispatcher.submit(_Job(name, symbols, timeframe, scan_id))
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._dispatcher.close()
+
+    def _serve(self, job: _Job) -> None:
+        ctx = StrategyContext(self._market, job.symbols, job.timeframe)
+        run = _Run(lambda: run_strategy(self._strategies[job.name], ctx, job.scan_id), job.name)
+        started = time.perf_counter()
+        run.start()
+        outcome = run.wait(self._timeout)
+        if outcome is not None:
+            job.future.set_result(outcome)
+            return
+        job.future.set_result(timed_out(job.name, self._timeout, started))
+        kept = not run.abandon(self._abandoned)
+        (log.error if kept else log.warning)(
+            "strategy_timed_out",
+            scan_id=job.scan_id,
+            strategy=job.name,
+            failure_reason=f"timed out after {self._timeout:g} s",
+            thread=f"kept: {self._max_abandoned} abandoned already" if kept else "abandoned",
+        )
+        if kept:
+            run.wait(None)
+
+
+class _Run:
+    """One strategy on a daemon thread of its own, which may be abandoned to it."""
+
+    def __init__(self, call: Callable[[], StrategyResult | ScanFailure], name: str) -> None:
+        self._call = call
+        self._thread = threading.Thread(target=self._main, name=f"strategy-run-{name}")
+        self._thread.daemon = True
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._outcome: StrategyResult | ScanFailure | None = None
+        self._raised: BaseException | None = None
+        self._released: threading.BoundedSemaphore | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait(self, timeout: float | None) -> StrategyResult | ScanFailure | None:
+        """The outcome, or None if it is not there within `timeout` seconds."""
+        self._done.wait(timeout)
+        if self._raised is not None:
+            raise self._raised
+        return self._outcome
+
+    def abandon(self, room: threading.BoundedSemaphore) -> bool:
+        """Leave the strategy to its thread if `room` has a place (given back when it ends)."""
+        with self._lock:
+            if self._done.is_set() or not room.acquire(blocking=False):
+                return self._done.is_set()
+            self._released = room
+            return True
+
+    def _main(self) -> None:
+        try:
+            self._outcome = self._call()
+        except BaseException as exc:  # run_strategy lets only these through: SystemExit...
+            self._raised = exc
+        finally:
+            with self._lock:
+                self._done.set()
+                if self._released is not None:
+                    self._released.release()
 
 
 class ProcessStrategyPool:
     """Strategies in `processes` child processes, each with its own copy of the market.
 
     Children are spawned (never forked from this threaded process) on first
-    use. When a child dies (an OOM kill), every future of the pool fails with
-    `BrokenProcessPool`; the scans submit those strategies once more, and the
-    next submit starts a fresh pool.
+    use; each runs one strategy at a time for one thread of this worker. A
+    child still running a strategy at its deadline is killed and the strategy
+    recorded as timed out; a child that dies (an OOM kill) fails the future of
+    the one strategy it ran with `BrokenProcessPool`, and the scan submits it
+    once more. Either way the next strategy gets a fresh child.
     """
 
-    def __init__(self, processes: int, market: str, latency_ms: float) -> None:
-        self._processes = processes
-        self._market = (market, latency_ms)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._executor = self._new_executor()
-
-    def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            self._processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_child,
-            initargs=self._market,
-        )
+    def __init__(
+        self,
+        processes: int,
+        market: str,
+        latency_ms: float,
+        timeout: float = Settings.strategy_timeout,
+    ) -> None:
+        spawn = functools.partial(_Child, market, latency_ms, timeout)
+        self._slots = [_ChildSlot(spawn, timeout) for _ in range(processes)]
+        self._dispatcher = _Dispatcher([slot.serve for slot in self._slots], "strategy-child")
 
     def submit(
         self, name: str, symbols: tuple[str, ...], timeframe: str, scan_id: str
     ) -> Future[StrategyResult | ScanFailure]:
-        with self._lock:
-            if self._closed:  # the worker is stopping: nothing new starts
-                dropped: Future[StrategyResult | ScanFailure] = Future()
-                dropped.cancel()
-                return dropped
-            try:
-                return self._executor.submit(_run_in_child, name, symbols, timeframe, scan_id)
-            except BrokenProcessPool:
-                log.warning("strategy_pool_restarted", failure_reason="child_process_died")
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = self._new_executor()
-                return self._executor.submit(_run_in_child, name, symbols, timeframe, scan_id)
+        return self._dispatcher.submit(_Job(name, symbols, timeframe, scan_id))
 
     def shutdown(self) -> None:
+        """Cancel what has not started and kill the children: their scans were handed off."""
+        self._dispatcher.close()
+        for slot in self._slots:
+            slot.close()
+
+
+class _ChildSlot:
+    """One child process at a time, replaced when it dies or overruns a deadline."""
+
+    def __init__(self, spawn: Callable[[], _Child], timeout: float) -> None:
+        self._spawn = spawn
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._child: _Child | None = None
+        self._closed = False
+
+    def serve(self, job: _Job) -> None:
+        try:
+            child = self._current()
+            started = time.perf_counter()
+            outcome = child.run(job.request, self._timeout)
+        except BrokenProcessPool as lost:
+            log.warning("strategy_child_died", scan_id=job.scan_id, strategy=job.name)
+            self._replace()
+            job.future.set_exception(lost)
+            return
+        if outcome is None:
+            log.warning(
+                "strategy_timed_out",
+                scan_id=job.scan_id,
+                strategy=job.name,
+                failure_reason=f"timed out after {self._timeout:g} s",
+                child="killed",
+            )
+            self._replace()
+            outcome = timed_out(job.name, self._timeout, started)
+        job.future.set_result(outcome)
+
+    def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._replace()
+
+    def _current(self) -> _Child:
+        with self._lock:
+            child = self._child
+        if child is None:
+            child = self._spawn()  # seconds: not under the lock `close` needs
+            with self._lock:
+                self._child = child
+        if self._closed:
+            self._replace()
+            raise BrokenProcessPool("the strategy pool is shut down")
+        return child
+
+    def _replace(self) -> None:
+        with self._lock:
+            child, self._child = self._child, None
+        if child is not None:
+            child.kill()
+
+
+class _Child:
+    """A spawned child process that runs strategies sent down a pipe, one at a time."""
+
+    def __init__(self, market: str, latency_ms: float, start_timeout: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_child_main, args=(theirs, market, latency_ms), name="oppscan-strategy"
+        )
+        self._process.daemon = True  # multiprocessing ends it when this worker exits
+        self._process.start()
+        theirs.close()
+        if self._receive(start_timeout) is None:
+            self.kill()
+            raise BrokenProcessPool(f"strategy child did not start within {start_timeout:g} s")
+
+    def run(
+        self, request: tuple[str, tuple[str, ...], str, str], timeout: float
+    ) -> StrategyResult | ScanFailure | None:
+        """The strategy's outcome, or None when it is still running after `timeout` s."""
+        try:
+            self._conn.send(request)
+        except OSError as exc:
+            raise BrokenProcessPool("strategy child died") from exc
+        outcome: StrategyResult | ScanFailure | None = self._receive(timeout)
+        return outcome
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.join()
+        self._conn.close()
+
+    def _receive(self, timeout: float) -> Any:
+        try:
+            if not self._conn.poll(timeout):
+                return None
+            return self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise BrokenProcessPool("strategy child died") from exc
 
 
 CHILD_NICENESS = 10
-_child: tuple[MarketData, Mapping[str, Strategy]] | None = None
+CHILD_READY = "ready"
 
 
-def _start_child(market: str, latency_ms: float) -> None:
-    global _child
+def _child_main(conn: Connection, market: str, latency_ms: float) -> None:
+    """Set up, say so, then run every strategy the worker sends until it hangs up."""
+    # Ctrl-C reaches the whole process group: the worker decides when this child ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Below the request threads: the kernel runs strategies on whatever CPU
     # answering requests leaves, which is what the status p99 needs.
     os.nice(CHILD_NICENESS)
     configure_logs()
-    _child = (load_market(market, latency_ms), available_strategies())
-
-
-def _run_in_child(
-    name: str, symbols: tuple[str, ...], timeframe: str, scan_id: str
-) -> StrategyResult | ScanFailure:
-    assert _child is not None, "the pool's initializer sets up every child"
-    market, strategies = _child
-    return run_strategy(strategies[name], StrategyContext(market, symbols, timeframe), scan_id)
+    data, strategies = load_market(market, latency_ms), available_strategies()
+    conn.send(CHILD_READY)
+    with contextlib.suppress(EOFError):
+        while True:
+            name, symbols, timeframe, scan_id = conn.recv()
+            ctx = StrategyContext(data, symbols, timeframe)
+            conn.send(run_strategy(strategies[name], ctx, scan_id))

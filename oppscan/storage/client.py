@@ -3,10 +3,18 @@
 A request never waits on redis-py's retry loop: one attempt with a short
 timeout, and while the store is known to be down every call fails at once
 (`StoreUnavailable`) until a probe after the back-off succeeds.
+
+An outage is a dropped or silent connection, and also an error reply by which
+a server that answers says it cannot serve now (`REFUSALS`: a replica after a
+failover, out of memory, a failed save, a script hogging it...). The
+connection's parser turns those replies into `StoreRefused`, so every
+`except OUTAGE_ERRORS` sees them, the probe's included. Any other error reply
+(a wrong type, a bug in a script) is a bug and stays a `ResponseError`.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import weakref
@@ -16,7 +24,9 @@ from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import DefaultParser
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -24,9 +34,59 @@ from oppscan.metrics import REDIS_ERRORS
 
 T = TypeVar("T")
 
+# Error codes of replies that mean "not now", not "wrong call". LOADING is not
+# here: redis-py already raises BusyLoadingError, a ConnectionError, for it.
+REFUSALS = frozenset(
+    {
+        "READONLY",  # a replica: the master failed over, or was demoted
+        "OOM",  # maxmemory reached under noeviction
+        "MISCONF",  # the last save failed and the server stops writes
+        "NOREPLICAS",  # fewer good replicas than min-replicas-to-write
+        "MASTERDOWN",  # a replica cut off from its master, serving no stale data
+        "BUSY",  # a script or function runs past its time limit
+        "TRYAGAIN",  # a cluster slot is migrating
+        "CLUSTERDOWN",  # a cluster slot has no node
+    }
+)
+# Redis 6 wraps a refusal met by a script's redis.call: "Error running script
+# (call to f_…): @user_script:8: @user_script: 8: -READONLY You can't…".
+# Redis 7 puts the code first, as for any command.
+_SCRIPT_REFUSAL = re.compile(r"@user_script: ?\d+: -([A-Z]+) ")
+
+
+class StoreRefused(ResponseError):
+    """An error reply from a server that cannot serve now (one of `REFUSALS`)."""
+
+    def __init__(self, code: str, reply: str) -> None:
+        super().__init__(reply)
+        self.code = code
+
+
+def refusal_code(reply: str) -> str | None:
+    """The `REFUSALS` code an error reply carries, directly or from inside a script."""
+    code = reply.split(" ", 1)[0]
+    if code not in REFUSALS:
+        inner = _SCRIPT_REFUSAL.findall(reply) if "Error running script" in reply else []
+        code = inner[-1] if inner else ""
+    return code if code in REFUSALS else None
+
+
+class RefusalParser(DefaultParser):  # type: ignore[misc,valid-type]  # redis-py types it as a union
+    """redis-py's reply parser, with refusals raised as `StoreRefused`."""
+
+    @classmethod
+    def parse_error(cls, response: str) -> Exception:
+        code = refusal_code(response)
+        if code is None:
+            parsed: Exception = super().parse_error(response)
+            return parsed
+        return StoreRefused(code, response)
+
+
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
+    StoreRefused,
     OSError,
 )
 
@@ -50,6 +110,7 @@ def connect(url: str, timeout: float) -> redis.Redis:
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
         max_connections=64,
+        parser_class=RefusalParser,
     )
 
 
@@ -121,9 +182,10 @@ class CircuitBreaker:
         try:
             result = fn()
         except OUTAGE_ERRORS as exc:
-            REDIS_ERRORS.labels(type(exc).__name__).inc()
+            kind = exc.code if isinstance(exc, StoreRefused) else type(exc).__name__
+            REDIS_ERRORS.labels(kind).inc()
             self._trip()
-            raise StoreUnavailable(type(exc).__name__, self.retry_after) from exc
+            raise StoreUnavailable(kind, self.retry_after) from exc
         self._reset()
         return result
 

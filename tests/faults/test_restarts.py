@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from tests.faults.conftest import LEASE_TTL, ServerFactory, scan_field
 from tests.faults.test_worker_death import assert_clean, completed
@@ -45,8 +46,13 @@ def test_max_requests_recycling(make_server: ServerFactory) -> None:
     with Watch([server.url], scans) as watch:
         watch.wait_complete(120)
     workers = {o.worker for o in watch.observations if o.worker}
-    print(watch.report("max-requests", distinct_workers=len(workers)))
+    metrics = Path(server.gunicorn.env["OPPSCAN_DATA_DIR"]) / "metrics"
+    files = len(list(metrics.glob("*.db")))
+    print(watch.report("max-requests", distinct_workers=len(workers), metrics_files=files))
     assert len(workers) > 4  # workers really were replaced
+    # 3 files per live worker (and per one or two being replaced), 2 of the master,
+    # 2 archives: dead workers' files are folded, not kept.
+    assert files <= 3 * (4 + 2) + 2 + 2
     assert_clean(watch)
 
 

@@ -1,5 +1,6 @@
-"""Strategies in child processes, on a real Redis: the same results as threads, and a
-child killed with SIGKILL costs a retry, not the scan."""
+"""Strategies in child processes, on a real Redis: the same results as threads, a
+child killed with SIGKILL costs a retry, not the scan, and a child that hangs is killed
+at the strategy's deadline."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from oppscan.model import ScanParams, ScanStatus
+import pytest
+
+from oppscan.actors import ProcessStrategyPool
+from oppscan.model import ScanParams, ScanStatus, StrategyResult
 from oppscan.runtime import Runtime, start_runtime, stop_runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
 from oppscan.strategies import available_strategies
+from tests.support.plugins import HANG, install_hang_plugin
 from tests.support.polling import poll_until
 
 ALL = tuple(sorted(available_strategies()))
@@ -88,3 +93,27 @@ def test_a_killed_child_costs_a_retry_not_the_scan(redis_url: str, data_dir: Pat
     assert statuses <= {"ok", "skipped"}, "every lost strategy ran again"
     assert len(ALL) == body["metadata"]["strategies_completed"]
     assert "complete" == again["status"], "the next scan gets a fresh process"
+
+
+def test_a_hung_child_is_killed_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A strategy hung in its child is `error` at 1 s; the child is killed, a fresh one runs on."""
+    monkeypatch.syspath_prepend(str(install_hang_plugin(tmp_path / "plugins")))  # children too
+    pool = ProcessStrategyPool(1, "synthetic", 0.0, timeout=1.0)
+    try:
+        hung = pool.submit(HANG, PARAMS.symbols, "1h", "scan_1")
+        poll(lambda: 1 == len(multiprocessing.active_children()))
+        stuck = multiprocessing.active_children()[0]
+        outcome = hung.result(60)
+        stuck.join(10)
+        after = pool.submit("momentum", PARAMS.symbols, "1h", "scan_1").result(60)
+        children = multiprocessing.active_children()
+    finally:
+        pool.shutdown()
+    assert isinstance(outcome, StrategyResult)
+    assert (HANG, "error", "timed out after 1 s") == (outcome.name, outcome.status, outcome.error)
+    assert -signal.SIGKILL == stuck.exitcode
+    assert isinstance(after, StrategyResult)
+    assert "ok" == after.status
+    assert [stuck.pid] != [c.pid for c in children]

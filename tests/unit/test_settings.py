@@ -77,3 +77,13 @@ def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
 def test_configured_secret_wins_and_first_of_several_signs() -> None:
     """OPPSCAN_SECRET may list several secrets; the first one signs."""
     assert "new" == Settings.from_env({"OPPSCAN_SECRET": "new, old"}).resolved_secret()
+
+
+def test_strategy_timeout_defaults_to_two_minutes() -> None:
+    """OPPSCAN_STRATEGY_TIMEOUT is seconds, 120 when unset; zero is refused."""
+    assert (120.0, 2.5) == (
+        Settings.from_env({}).strategy_timeout,
+        Settings.from_env({"OPPSCAN_STRATEGY_TIMEOUT": "2.5"}).strategy_timeout,
+    )
+    with pytest.raises(SettingsError, match="OPPSCAN_STRATEGY_TIMEOUT"):
+        Settings.from_env({"OPPSCAN_STRATEGY_TIMEOUT": "0"})

@@ -1,0 +1,62 @@
+"""Which Redis error replies are outages (503, deferred writes) and which stay bugs."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from oppscan.storage import CircuitBreaker, StoreUnavailable
+from oppscan.storage.client import RefusalParser
+
+SCRIPT = "ERR Error running script (call to f_0afd): @user_script:8: @user_script: 8: "
+
+
+def raise_reply(reply: str) -> None:
+    """What a redis-py call does with `reply`, as oppscan's connections parse it."""
+    raise RefusalParser.parse_error(reply)
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ("READONLY You can't write against a read only replica.", "READONLY"),
+        ("OOM command not allowed when used memory > 'maxmemory'.", "OOM"),
+        ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable", "MISCONF"),
+        ("NOREPLICAS Not enough good replicas to write.", "NOREPLICAS"),
+        ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is 'no'.", "MASTERDOWN"),
+        ("BUSY Redis is busy running a script. You can only call SCRIPT KILL", "BUSY"),
+        ("TRYAGAIN Multiple keys request during rehashing of slot", "TRYAGAIN"),
+        ("CLUSTERDOWN The cluster is down", "CLUSTERDOWN"),
+        ("LOADING Redis is loading the dataset in memory", "BusyLoadingError"),
+        (SCRIPT + "-READONLY You can't write against a read only replica.", "READONLY"),
+        (SCRIPT + "-OOM command not allowed when used memory > 'maxmemory'.", "OOM"),
+        (SCRIPT + "-NOREPLICAS Not enough good replicas to write.", "NOREPLICAS"),
+    ],
+)
+def test_a_refusal_is_an_outage(reply: str, reason: str) -> None:
+    """A reply saying the server cannot serve now opens the breaker as a dropped connection does."""
+    breaker = CircuitBreaker()
+    with pytest.raises(StoreUnavailable) as unavailable:
+        breaker.call(lambda: raise_reply(reply))
+    assert reason == unavailable.value.reason
+    assert breaker.is_open
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "WRONGTYPE Operation against a key holding the wrong kind of value",
+        "ERR wrong number of arguments for 'hset' command",
+        "BUSYKEY Target key name already exists.",
+        "NOPERM this user has no permissions to run the 'eval' command",
+        SCRIPT + "WRONGTYPE Operation against a key holding the wrong kind of value",
+        SCRIPT + "Unknown Redis command called from Lua script",
+        "ERR user_script:1: Script attempted to access nonexistent global variable 'READONLY' ",
+    ],
+)
+def test_any_other_error_reply_stays_a_bug(reply: str) -> None:
+    """A wrong call or a script's own error raises ResponseError and leaves the breaker closed."""
+    breaker = CircuitBreaker()
+    with pytest.raises(redis.ResponseError):
+        breaker.call(lambda: raise_reply(reply))
+    assert not breaker.is_open
