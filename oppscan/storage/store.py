@@ -161,13 +161,17 @@ class ScanStore:
         return bool(self._call(self._client.ping))
 
     def probe(self) -> bool:
-        """Ping past the circuit breaker on fresh connections; close the breaker if it answers."""
+        """Ask past the circuit breaker, on fresh connections, whether the server takes
+        writes again; close the breaker if it does. A replica answers PING but refuses
+        every write: it counts as down."""
         try:
             # Idle connections may point at the server that went away; in-use ones
             # belong to other threads, which find out for themselves.
             self._client.connection_pool.disconnect(inuse_connections=False)
-            self._client.ping()
+            role = self._client.role()
         except OUTAGE_ERRORS:
+            return False
+        if _text(role[0]) != "master":
             return False
         self.breaker.reset()
         return True

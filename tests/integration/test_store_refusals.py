@@ -85,7 +85,7 @@ def test_a_refused_script_write_is_an_outage(
     """A write script refused with OOM or READONLY raises StoreUnavailable and opens the breaker."""
     make(admin)
     with pytest.raises(StoreUnavailable) as refused:
-        store.create(new_scan(), LEASE_MS)
+        store.register(new_scan(), LEASE_MS)
     assert reason == refused.value.reason
     assert store.breaker.is_open
 
@@ -119,6 +119,14 @@ def test_a_script_bug_stays_a_bug(server: EmbeddedRedis, admin: redis.Redis) -> 
     finally:
         client.close()
     assert not breaker.is_open
+
+
+def test_the_probe_counts_a_replica_as_down(store: ScanStore, admin: redis.Redis) -> None:
+    """A server that answers PING but refuses writes (a replica) keeps the breaker open."""
+    read_only(admin)
+    assert False is store.probe()
+    admin.replicaof("NO", "ONE")
+    assert True is store.probe()
 
 
 def test_the_probe_counts_a_busy_server_as_down(store: ScanStore, admin: redis.Redis) -> None:
