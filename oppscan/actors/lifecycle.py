@@ -233,3 +233,5 @@ class ScanLifecycle:
         if to not in TRANSITIONS[self.phase]:
             raise IllegalTransition(f"{self.phase.value} -> {to.value}")
         self.phase = to
+        if to.over:
+            self.unsaved.clear()  # nobody writes them any more
