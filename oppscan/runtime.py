@@ -51,7 +51,9 @@ def start_runtime(
     """
     if settings.redis_url is None:
         raise RuntimeError("no Redis URL: set OPPSCAN_REDIS_URL or run `oppscan serve`")
-    store = open_store(settings.redis_url, settings.key_prefix, settings.redis_timeout)
+    store = open_store(
+        settings.redis_url, settings.key_prefix, settings.redis_timeout, 2 * settings.lease_ttl
+    )
     market = load_market(settings.market, settings.synthetic_latency_ms)
     strategies = available_strategies()
     pool = strategy_pool(settings, strategies, market)

@@ -115,7 +115,7 @@ class FakeStore:
         return record.snapshot if with_results else replace(record.snapshot, results=None)
 
     def record_strategy(
-        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str
+        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str, durable: int = 0
     ) -> Recorded | Written:
         self._enter("record_strategy")
         record = self.records.get(scan_id)
@@ -154,8 +154,8 @@ class FakeStore:
         lease_ms: int,
     ) -> bool:
         self._enter("restore")
-        if job.scan_id in self.records:
-            return self.records[job.scan_id].epoch == job.epoch
+        if job.scan_id in self.records and self.records[job.scan_id].epoch != job.epoch:
+            return False
         total = len(job.params.strategies)
         found = sum(len(r.opportunities) for r in done)
         snapshot = ScanSnapshot(

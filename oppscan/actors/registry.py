@@ -118,9 +118,10 @@ class RegistryActor(pykka.ThreadingActor):
         self._publish()
 
     def store_recovered(self) -> None:
-        """Redis answers again: every owner flushes the writes it kept."""
+        """Redis answers again, and may have lost its last writes (a crash, a failover):
+        every owner writes its record back, then flushes the writes it kept."""
         for owned in self._owned.values():
-            owned.proxy.retry_writes.defer()
+            owned.proxy.restore.defer()
 
     def on_stop(self) -> None:
         """No scan actor outlives its registry (pykka threads would keep the worker alive)."""

@@ -204,7 +204,10 @@ class ScanActor(pykka.ThreadingActor):
         self._run()
 
     def restore(self) -> None:
-        """Told by the registry: Redis forgot this scan's record; write it back."""
+        """Told by the registry: Redis forgot this scan's record, or answers again
+        after an outage and may have lost its last writes; write it back."""
+        self._retry_pending = False
+        self._life.store_back()
         self._life.record_forgotten()
         self._run()
 
@@ -249,7 +252,7 @@ class ScanActor(pykka.ThreadingActor):
         with self._cell.writing():
             outcome = self._written(
                 lambda: self._deps.store.record_strategy(
-                    self._job.scan_id, epoch, result, now_iso()
+                    self._job.scan_id, epoch, result, now_iso(), len(self._life.durable)
                 )
             )
             if not isinstance(outcome, Recorded):

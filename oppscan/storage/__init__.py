@@ -29,6 +29,10 @@ __all__ = [
 ]
 
 
-def open_store(url: str, prefix: str, timeout: float) -> ScanStore:
-    """A store on `url` with oppscan's fail-fast client and a fresh circuit breaker."""
-    return ScanStore(connect(url, timeout), Keys(prefix), CircuitBreaker())
+def open_store(url: str, prefix: str, timeout: float, restore_grace: float = 20.0) -> ScanStore:
+    """A store on `url` with oppscan's fail-fast client and a fresh circuit breaker.
+
+    `restore_grace`: how long after Redis lost its data a miss answers 503 while
+    owners write their scans back (two lease TTLs is plenty).
+    """
+    return ScanStore(connect(url, timeout), Keys(prefix), CircuitBreaker(), restore_grace)

@@ -40,7 +40,7 @@ class Store(Protocol):
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None: ...
 
     def record_strategy(
-        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str
+        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str, durable: int = 0
     ) -> Recorded | Written: ...
 
     def finish(

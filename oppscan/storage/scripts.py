@@ -44,7 +44,7 @@ local function later(a, b)
 end
 """
 
-# KEYS: dedup, user_active, user_scans, running, pending, new scan.
+# KEYS: dedup, user_active, user_scans, running, pending, new scan, dataset.
 # ARGV: new id, lease ttl ms (0: queued for any worker), score, force_refresh (1/0),
 #       active limit (0: none), scan key before id, after id, field, value, ...
 # One step decides and registers: join the identical scan that runs (unless a
@@ -88,6 +88,7 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[7], '1', 'NX')
 return {'created', ARGV[1], status}
 """
 )
@@ -189,14 +190,19 @@ if count > tonumber(ARGV[1]) then return math.max(1, redis.call('TTL', KEYS[1]))
 return 0
 """
 
-# KEYS: scan. ARGV: epoch, tag, field, result json, opportunities found, updated_at.
+# KEYS: scan. ARGV: epoch, tag, field, result json, opportunities found, updated_at,
+#       results the owner holds as durable.
 # Returns {code, completed, found, updated_at, cancel}: code 1 written (or written
-# before: a replay leaves the counts alone), 0 fenced off, -1 Redis forgot the claim.
+# before: a replay leaves the counts alone), 0 fenced off, -1 Redis forgot the claim
+# or some of the owner's results (it lost its last writes).
 RECORD_STRATEGY = (
     STANDING
     + LATER
     + """
 local st = standing(KEYS[1], ARGV[1], ARGV[2])
+if st == 'ours' and tonumber(redis.call('HGET', KEYS[1], 'completed')) < tonumber(ARGV[7]) then
+  st = 'lost'
+end
 if st == 'lost' then return {-1, 0, 0, '', 0} end
 if st ~= 'ours' then return {0, 0, 0, '', 0} end
 if redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4]) == 1 then
@@ -212,7 +218,7 @@ return {1, tonumber(state[1]), tonumber(state[2]), state[3], tonumber(state[4] o
 
 # KEYS: scan, running, pending, dedup, user_active, user_scans.
 # ARGV: epoch, tag, status, results, completed_at, error ('' for none), ttl, scan_id,
-#       scan key before id, after id.
+#       scan key before id, after id, results the final document counts.
 # The results land in the same step as the status flip, and every key of the
 # scan gets its retention TTL together; the user's index expires with the last
 # of the user's scans. Returns 1 finished (now or before, by this owner), 0
@@ -223,6 +229,9 @@ FINISH = (
     + """
 local st = standing(KEYS[1], ARGV[1], ARGV[2])
 if st == 'done' then return 1 end
+if st == 'ours' and tonumber(redis.call('HGET', KEYS[1], 'completed')) < tonumber(ARGV[11]) then
+  st = 'lost'
+end
 if st == 'lost' then return -1 end
 if st ~= 'ours' then return 0 end
 local ttl = tonumber(ARGV[7])
@@ -252,19 +261,18 @@ return 1
 """
 )
 
-# KEYS: scan, running, user_scans, user_active, dedup.
+# KEYS: scan, running, user_scans, user_active, dedup, dataset.
 # ARGV: scan_id, lease ttl ms, epoch, tag, index score, field, value, ...
-# Writes back a running scan's record that Redis lost (restarted without its
-# data, or lost its last writes): the owner's fields and every result it holds.
-# Counts are taken from every recorded strategy. Returns 1 written back, 2
-# nothing was lost, 0 fenced off (another owner, or finished).
+# Writes back a running scan's record that Redis lost, whole or in part
+# (restarted without its data, or lost its last writes): the owner's fields and
+# every result it holds. Counts are taken from every recorded strategy. Returns
+# 1 written back, 0 fenced off (another owner holds it, or it finished).
 RESTORE = (
     NOW_MS
     + STANDING
     + """
 local st = standing(KEYS[1], ARGV[3], ARGV[4])
-if st == 'ours' then return 2 end
-if st ~= 'lost' then return 0 end
+if st ~= 'ours' and st ~= 'lost' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 local completed, found = 0, 0
 local all = redis.call('HGETALL', KEYS[1])
@@ -281,6 +289,7 @@ redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('SET', KEYS[5], ARGV[1], 'NX')
+redis.call('SET', KEYS[6], '1', 'NX')
 return 1
 """
 )

@@ -27,7 +27,12 @@ from oppscan.model import (
     parse_iso,
 )
 from oppscan.storage import scripts
-from oppscan.storage.client import OUTAGE_ERRORS, CircuitBreaker, ThreadConnections
+from oppscan.storage.client import (
+    OUTAGE_ERRORS,
+    CircuitBreaker,
+    StoreUnavailable,
+    ThreadConnections,
+)
 from oppscan.storage.keys import Keys
 
 T = TypeVar("T")
@@ -133,9 +138,46 @@ class Recorded:
     cancel_requested: bool
 
 
+class DatasetWatch:
+    """Whether Redis still holds the data this process saw it hold.
+
+    Once this process has seen a scan, a missing dataset marker means Redis lost
+    its data. For `grace` seconds after noticing, misses are an outage (owners
+    write their scans back meanwhile, well within two lease renewals); after
+    that a miss is a miss again, and the marker is set anew.
+    """
+
+    def __init__(self, grace: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace = grace
+        self.was_seen = False
+        self._clock = clock
+        self._lost_since: float | None = None
+
+    def seen(self) -> None:
+        self.was_seen = True
+
+    def lost(self, present: bool) -> bool:
+        """True while misses must be answered as an outage."""
+        if present:
+            self.was_seen, self._lost_since = True, None
+            return False
+        if not self.was_seen:
+            return False  # a new deployment: nothing was ever here
+        now = self._clock()
+        if self._lost_since is None:
+            self._lost_since = now
+        if now - self._lost_since < self.grace:
+            return True
+        self._lost_since = None
+        return False
+
+
 class ScanStore:
-    def __init__(self, client: redis.Redis, keys: Keys, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, breaker: CircuitBreaker, restore_grace: float = 20.0
+    ) -> None:
         self._client = client
+        self._dataset = DatasetWatch(restore_grace)
         self._reads = ThreadConnections(client.connection_pool)
         self._keys = keys
         self.breaker = breaker
@@ -194,6 +236,7 @@ class ScanStore:
             k.running(),
             k.pending(),
             k.scan(scan.scan_id),
+            k.dataset(),
         ]
         argv: list[str | int | float] = [
             scan.scan_id,
@@ -259,15 +302,35 @@ class ScanStore:
         return bool(self._call(lambda: self._release(keys=keys, args=argv)))
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
+        """The scan as Redis holds it; None when it has none. While Redis has just
+        lost its data, and owners are writing back their scans, a miss is
+        `StoreUnavailable`: a scan given out must not be answered "not found"."""
         names = RESULT_FIELDS if with_results else STATUS_FIELDS
         key = self._keys.scan(scan_id)
         raw = self._call(lambda: self._reads.execute("HMGET", key, *names))
-        return _snapshot(scan_id, dict(zip(names, raw, strict=True)))
+        found = _snapshot(scan_id, dict(zip(names, raw, strict=True)))
+        if found is None:
+            self._check_dataset()
+        else:
+            self._dataset.seen()
+        return found
+
+    def _check_dataset(self) -> None:
+        marker = self._keys.dataset()
+        present = bool(self._call(lambda: self._reads.execute("EXISTS", marker)))
+        if self._dataset.lost(present):
+            raise StoreUnavailable("store_data_lost")
+        if not present and self._dataset.was_seen:
+            self._call(lambda: self._client.set(marker, "1", nx=True))
 
     def record_strategy(
-        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str
+        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str, durable: int = 0
     ) -> Recorded | Written:
-        """Write one strategy's result, unless `epoch` no longer owns the scan."""
+        """Write one strategy's result, unless `epoch` no longer owns the scan.
+
+        `durable` is how many results the owner holds as written: a record with
+        fewer lost some (Redis lost its last writes) and answers FORGOTTEN.
+        """
         argv: list[str | int] = [
             epoch.number,
             epoch.tag,
@@ -275,6 +338,7 @@ class ScanStore:
             result.to_json(),
             len(result.opportunities),
             updated_at,
+            durable,
         ]
         keys = [self._keys.scan(scan_id)]
         code, completed, found, stamp, cancel = self._call(
@@ -309,6 +373,7 @@ class ScanStore:
             ttl,
             sid,
             *k.scan_around_id(),
+            snapshot.completed,
         ]
         code = int(self._call(lambda: self._finish(keys=keys, args=argv)))
         return None if code == 1 else WRITE_CODES[code]
@@ -330,6 +395,7 @@ class ScanStore:
             k.user_scans(job.user),
             k.user_active(job.user),
             k.dedup(job.user, job.params.digest()),
+            k.dataset(),
         ]
         pairs = {
             **record_fields(job.user, job.params, job.epoch, job.created_at, job.started_at),

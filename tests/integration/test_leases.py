@@ -16,7 +16,15 @@ from oppscan.model import Epoch, ScanParams, ScanStatus, StrategyResult, new_sca
 from oppscan.runtime import Runtime, start_runtime, stop_runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
-from oppscan.storage import Keys, NewScan, Recorded, ScanStore, Written, open_store
+from oppscan.storage import (
+    Keys,
+    NewScan,
+    Recorded,
+    ScanStore,
+    StoreUnavailable,
+    Written,
+    open_store,
+)
 from oppscan.strategies import available_strategies
 from tests.support.polling import poll_until
 
@@ -289,3 +297,46 @@ def test_a_scan_finished_meanwhile_is_not_reported_lost(store: ScanStore) -> Non
         (s.held, s.cancel_requested) for s in store.renew([(scan_id, epoch)], 60_000)
     ]
     assert [] == store.claimable(10)
+
+
+def test_an_owner_finds_out_when_redis_lost_its_last_writes(
+    store: ScanStore, raw: redis.Redis
+) -> None:
+    """Redis came back from an older copy (it lost the last writes): the owner's next
+    write says so, and its write-back restores every result it holds."""
+    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    store.register(scan, 60_000)
+    older = raw.dump(Keys().scan(scan.scan_id))
+    done = StrategyResult("momentum", "ok", ({"symbol": "X"},), 3)
+    store.record_strategy(scan.scan_id, scan.epoch, done, now_iso(), durable=0)
+    raw.restore(Keys().scan(scan.scan_id), 0, older, replace=True)  # the write is lost
+    late = StrategyResult("rsi_reversal", "ok", (), 1)
+    lost = store.record_strategy(scan.scan_id, scan.epoch, late, now_iso(), durable=1)
+    assert Written.FORGOTTEN is lost
+    assert store.restore(scan.job(), "a:1", (done,), now_iso(), 60_000)
+    recorded = store.record_strategy(scan.scan_id, scan.epoch, late, now_iso(), durable=1)
+    assert isinstance(recorded, Recorded)
+    assert (2, 1) == (recorded.completed, recorded.found)
+
+
+def test_a_miss_just_after_redis_lost_its_data_is_an_outage(redis_url: str) -> None:
+    """Once Redis held scans, a miss after it lost them is 503 for the grace period
+    (owners write theirs back meanwhile), then a plain miss again."""
+    store = open_store(redis_url, "oppscan:", 0.5, restore_grace=0.5)
+    fresh = open_store(redis_url, "oppscan:", 0.5, restore_grace=0.5)
+    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    store.register(scan, 60_000)
+    assert store.read(scan.scan_id) is not None
+    redis.Redis.from_url(redis_url).flushall()
+    with pytest.raises(StoreUnavailable):
+        store.read(scan.scan_id)
+    assert None is fresh.read(scan.scan_id), "a process that never saw the data: a miss"
+
+    def plain_miss() -> bool:
+        try:
+            return store.read(scan.scan_id) is None
+        except StoreUnavailable:
+            return False
+
+    poll(plain_miss, 5)
+    assert redis.Redis.from_url(redis_url).exists(Keys().dataset())
