@@ -7,6 +7,8 @@ threads and connections are created in each worker, after fork.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -25,7 +27,7 @@ bind = [_settings.bind]
 
 # -- Workers: processes and threads per process ------------------------------
 workers = _settings.workers
-worker_class = "gthread"
+worker_class = "oppscan.gunicorn_worker.Worker"  # gthread, with safe signal handlers
 threads = _settings.threads
 timeout = 30  # a worker silent this long is restarted
 graceful_timeout = 20  # time a stopping worker gets to hand its scans off
@@ -76,19 +78,32 @@ def post_fork(server: Any, worker: Any) -> None:
     signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
 
 
-def worker_int(worker: Any) -> None:
-    """First SIGINT/SIGQUIT: ignore the next ones, so they cannot cut `worker_exit` short."""
-    for sig in (signal.SIGINT, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_IGN)
-
-
 def worker_exit(server: Any, worker: Any) -> None:
-    """Stop the worker's actors; pykka threads are not daemons and would hang it."""
-    from oppscan.http.app import shutdown
+    """Hand the worker's scans off and stop its actors (pykka threads would hang it).
 
-    worker_int(worker)
-    shutdown()
+    After a quick stop (Ctrl-C) the worker ends at once: strategies still
+    running on its threads have no one waiting for them, their scans' leases
+    are released, and waiting for them is what the quick stop must not do.
+    """
+    from oppscan.http.app import owned_scans, shutdown
+
+    scans = owned_scans()
+    if scans:
+        server.log.info("stopping: %s", _handing_off(scans, worker.quick))
+    shutdown(lambda: bool(worker.quick))
     server.log.info("worker %s stopped its scans", worker.pid)
+    if worker.quick:
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _handing_off(scans: int, quick: bool) -> str:
+    running = f"handing off {scans} running scan{'s' if scans != 1 else ''}"
+    if quick:
+        return running
+    wait = f"{_settings.handoff_timeout:g} s"
+    return f"{running}, waiting up to {wait} for their strategies (Ctrl-C: at once)"
 
 
 def child_exit(server: Any, worker: Any) -> None:

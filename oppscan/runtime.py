@@ -27,6 +27,8 @@ from oppscan.strategies import Strategy, available_strategies
 
 log = get_logger("oppscan.runtime")
 
+HURRY_CHECK = 0.05  # seconds between looks at `quick()` while a stop waits
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -75,16 +77,29 @@ def start_runtime(
     return Runtime(settings, store, market, strategies, pool, registry, view, worker, steward)
 
 
-def stop_runtime(runtime: Runtime, timeout: float = 5.0) -> None:
-    """Steward, then scans (handing their leases off), registry, strategy pool, store."""
+def stop_runtime(
+    runtime: Runtime, quick: Callable[[], bool] = lambda: False, timeout: float = 5.0
+) -> None:
+    """Steward, then scans (handing their leases off), registry, strategy pool, store.
+
+    While `quick()` is false the scans' running strategies get up to the
+    hand-off timeout to finish and be saved; once it is true (Ctrl-C, even in
+    the middle of that wait) the leases are released at once.
+    """
     if runtime.steward is not None:
         runtime.steward.stop(timeout)
     with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-        _hand_off([owned.proxy for owned in runtime.view.owned().values()], runtime.settings)
+        scans = [owned.proxy for owned in runtime.view.owned().values()]
+        _hand_off(scans, runtime.settings, quick)
         runtime.registry.actor_ref.stop(block=True, timeout=timeout)
     runtime.pool.shutdown()
     runtime.store.close()
     log.info("runtime_stopped")
+
+
+def running_scans(runtime: Runtime) -> int:
+    """How many scans this worker owns now."""
+    return len(runtime.view.owned())
 
 
 def strategy_pool(
@@ -98,14 +113,34 @@ def strategy_pool(
     return ThreadStrategyPool(settings.strategy_threads, strategies, market)
 
 
-def _hand_off(scans: Sequence[Any], settings: Settings) -> None:
-    """Release every scan at a strategy boundary, within the hand-off timeout."""
+def _hand_off(scans: Sequence[Any], settings: Settings, quick: Callable[[], bool]) -> None:
+    """Release every scan at a strategy boundary, within the hand-off timeout,
+    or at once when `quick()`; return once every lease is released."""
     deadline = time.monotonic() + settings.handoff_timeout
     waiting: list[tuple[Any, threading.Event]] = []
     for proxy in scans:
         with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
             waiting.append((proxy, proxy.release().get(timeout=settings.ask_timeout)))
+    _wait_all([stopped for _, stopped in waiting], deadline, quick)
+    late = []
     for proxy, stopped in waiting:
-        if not stopped.wait(max(0.0, deadline - time.monotonic())):
+        if not stopped.is_set():
             with contextlib.suppress(pykka.ActorDeadError):
-                proxy.release_now.defer()
+                late.append(proxy.release_now())
+    for released in late:  # asked, not told: the store must still be open when they run
+        with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+            released.get(timeout=settings.ask_timeout)
+
+
+def _wait_all(
+    events: Sequence[threading.Event], deadline: float, quick: Callable[[], bool]
+) -> None:
+    """Until every event is set, `deadline` passes, or `quick()` turns true.
+
+    `quick` is a flag a signal handler sets, so it is polled: waking on an
+    Event from a signal handler could deadlock on the Event's own lock.
+    """
+    pending = list(events)
+    while pending and not quick() and time.monotonic() < deadline:
+        pending[0].wait(min(HURRY_CHECK, max(0.0, deadline - time.monotonic())))
+        pending = [event for event in pending if not event.is_set()]

@@ -1,0 +1,37 @@
+"""The gunicorn worker oppscan runs: gthread, with signal handlers that only set flags.
+
+gunicorn's own SIGINT/SIGQUIT handler raises `SystemExit` from inside the
+handler, so at whatever line the main thread runs when the signal lands. A
+Ctrl-C reaches every worker twice (the terminal's SIGINT to the process
+group, then the master's SIGQUIT), and a worker that is still booting runs
+`start_runtime` on its main thread: the exception cut that short, left a
+registry actor (a non-daemon thread) that `worker_exit` could not see, and
+the worker hung at exit until the master SIGKILLed it. Here a signal only
+records how to stop and wakes the main loop; the stop itself runs where the
+worker is between two things (`worker_exit`), with its runtime whole.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+
+from gunicorn.workers.gthread import ThreadWorker
+
+INTERRUPTED = 128 + signal.SIGINT  # a shell's exit status for "stopped by Ctrl-C"
+
+
+class Worker(ThreadWorker):  # type: ignore[misc] # gunicorn is untyped
+    """SIGTERM: a graceful stop. SIGINT/SIGQUIT: a quick one. A second SIGINT: at once."""
+
+    quick = False  # stop without waiting for running strategies
+    _interrupts = 0
+
+    def handle_quit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGINT:
+            self._interrupts += 1
+            if self._interrupts > 1:  # Ctrl-C again: the user will not wait
+                os._exit(INTERRUPTED)
+        self.quick = True
+        self.handle_exit(sig, frame)  # gthread's: not alive any more, wake the main loop
