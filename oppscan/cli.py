@@ -52,9 +52,14 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[PREFIX + name] = str(value)
     from gunicorn.app.wsgiapp import WSGIApplication
+    from gunicorn.errors import HaltServer
 
     sys.argv = ["oppscan serve", "-c", GUNICORN_CONFIG]
-    WSGIApplication("%(prog)s [OPTIONS]").run()
+    try:
+        WSGIApplication("%(prog)s [OPTIONS]").run()
+    except HaltServer as exc:  # a worker could not boot, seen while the master was stopping
+        print(f"oppscan: {exc.reason}", file=sys.stderr)
+        return int(exc.exit_status)
     return 0
 
 

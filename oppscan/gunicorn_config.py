@@ -1,8 +1,9 @@
 """gunicorn settings and hooks for oppscan.
 
 `oppscan serve` and `gunicorn -c gunicorn.conf.py` both use this module. The
-master only starts the embedded Redis (when no Redis is configured); actors,
-threads and connections are created in each worker, after fork.
+master only checks the configuration and starts the
+embedded Redis (when no Redis is configured); actors, threads and
+connections are created in each worker, after fork.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 # Only settings here: prometheus_client must not be imported in the master
 # before the metrics folder is exported (it picks its mode on import).
 from oppscan.settings import Settings, export_metrics_dir, export_redis_url
+from oppscan.startup import StartError, check
 
 _settings = Settings.from_env()
 _metrics_dir = _settings.metrics_dir or _settings.data_dir.resolve() / "metrics"
@@ -47,18 +49,27 @@ loglevel = _settings.log_level
 
 
 def on_starting(server: Any) -> None:
-    """Fresh metrics folder, and the embedded Redis when none is configured, before any fork."""
+    """Before any fork: a fresh metrics folder, every check that can fail a start
+    (one line and exit status 1), then the embedded Redis if none is configured."""
     global _embedded
-    _metrics_dir.mkdir(parents=True, exist_ok=True)
-    for stale in _metrics_dir.glob("*.db"):  # a previous run's workers
-        stale.unlink()
-    export_metrics_dir(_metrics_dir)
+    try:
+        _fresh_metrics_dir()
+        check(_settings, server.address)
+    except StartError as exc:
+        raise SystemExit(f"oppscan: {exc}") from None
     if _settings.embedded:
         from oppscan.storage import EmbeddedRedis
 
         _embedded = EmbeddedRedis(Path(_settings.data_dir) / "redis").start()
         export_redis_url(_embedded.url)
         server.log.info("embedded redis-server pid %s at %s", _embedded.pid, _embedded.url)
+
+
+def _fresh_metrics_dir() -> None:
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in _metrics_dir.glob("*.db"):  # a previous run's workers
+        stale.unlink()
+    export_metrics_dir(_metrics_dir)
 
 
 def when_ready(server: Any) -> None:

@@ -1,0 +1,51 @@
+"""What the gunicorn master checks and holds before it forks any worker.
+
+Whatever can be known wrong before the first worker boots is found here, so
+a bad configuration is one line and a non-zero exit rather than a traceback
+from every worker after "ready". Nothing here talks to Redis: connections
+are made after fork, and a Redis that does not answer yet is no reason not
+to start (it may come up later; `/readyz` says 503 until it does).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterable
+
+from oppscan.market import MarketDataError, load_market
+from oppscan.settings import PREFIX, Settings
+
+
+class StartError(Exception):
+    """Why oppscan cannot start, in one line for the user."""
+
+
+def check(settings: Settings, addresses: Iterable[object]) -> None:
+    """The market source and every listening address (gunicorn's
+    parsed `address` list), or StartError naming the first that cannot work."""
+    check_market(settings.market)
+    for address in addresses:
+        if isinstance(address, tuple):
+            check_port(str(address[0]), int(address[1]))
+
+
+def check_market(spec: str) -> None:
+    try:
+        symbols = load_market(spec).symbols()
+    except (ValueError, MarketDataError) as exc:
+        raise StartError(f"{PREFIX}MARKET={spec}: {exc}") from None
+    if not symbols:
+        raise StartError(f"{PREFIX}MARKET={spec}: no SYMBOL.csv file in it")
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind and let go, as gunicorn will bind (SO_REUSEADDR): a port in use fails now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise StartError(f"cannot listen on {host}:{port}: {reason}") from None

@@ -1,0 +1,66 @@
+"""Starts of `oppscan serve` that cannot work: one line, a non-zero exit, nothing left running."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.serve import Serve, wait_gone
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Live processes working in `directory` or naming it (master, workers, redis-server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            if cwd.startswith(str(directory)) or str(directory) in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def failed_start(serve: Serve) -> tuple[int, list[str]]:
+    """Start it and wait for it to end: its exit status and the lines it wrote
+    that are not gunicorn's own log lines."""
+    code = serve.start().exit_code(15)
+    lines = [line for line in serve.log_text().splitlines() if line and not line.startswith("[")]
+    return code, lines
+
+
+@pytest.fixture
+def port_in_use() -> Iterator[int]:
+    """A loopback port something else listens on."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield int(listener.getsockname()[1])
+
+
+def test_a_port_in_use_fails_the_start_and_leaves_no_redis(
+    tmp_path: Path, port_in_use: int
+) -> None:
+    """The embedded Redis is not started (or not left) when the port is taken."""
+    serve = Serve(tmp_path, port=port_in_use)
+    code, lines = failed_start(serve)
+    assert 1 == code
+    assert [f"oppscan: cannot listen on 127.0.0.1:{port_in_use}: address already in use"] == lines
+    assert [] == wait_gone(processes_in(tmp_path), 1.0)
+
+
+def test_a_missing_csv_folder_fails_the_start_in_one_line(tmp_path: Path) -> None:
+    """`OPPSCAN_MARKET=csv:/no/such/dir` is found by the master, before any worker boots."""
+    missing = tmp_path / "no-such-dir"
+    serve = Serve(tmp_path, env={"OPPSCAN_MARKET": f"csv:{missing}"})
+    code, lines = failed_start(serve)
+    assert 1 == code
+    assert [f"oppscan: OPPSCAN_MARKET=csv:{missing}: {missing}: not a directory of CSV files"] == (
+        lines
+    )
+    assert "Traceback" not in serve.log_text()
+    assert [] == wait_gone(processes_in(tmp_path), 1.0)
