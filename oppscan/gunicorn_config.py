@@ -1,7 +1,7 @@
 """gunicorn settings and hooks for oppscan.
 
 `oppscan serve` and `gunicorn -c gunicorn.conf.py` both use this module. The
-master only checks the configuration and starts the
+master only locks the data dir, checks the configuration and starts the
 embedded Redis (when no Redis is configured); actors, threads and
 connections are created in each worker, after fork.
 """
@@ -18,11 +18,12 @@ from typing import Any
 # Only settings here: prometheus_client must not be imported in the master
 # before the metrics folder is exported (it picks its mode on import).
 from oppscan.settings import Settings, export_metrics_dir, export_redis_url
-from oppscan.startup import StartError, check
+from oppscan.startup import DataDirLock, StartError, check
 
 _settings = Settings.from_env()
 _metrics_dir = _settings.metrics_dir or _settings.data_dir.resolve() / "metrics"
 _embedded: Any = None  # the EmbeddedRedis, when this master started one
+_lock = DataDirLock(_settings.data_dir)
 
 # -- Server socket: where to listen ------------------------------------------
 bind = [_settings.bind]
@@ -49,10 +50,11 @@ loglevel = _settings.log_level
 
 
 def on_starting(server: Any) -> None:
-    """Before any fork: a fresh metrics folder, every check that can fail a start
-    (one line and exit status 1), then the embedded Redis if none is configured."""
+    """Before any fork: the data dir's lock, a fresh metrics folder, every check that
+    can fail a start (one line and exit status 1), then the embedded Redis if needed."""
     global _embedded
     try:
+        _lock.acquire()
         _fresh_metrics_dir()
         check(_settings, server.address)
     except StartError as exc:
@@ -128,3 +130,4 @@ def on_exit(server: Any) -> None:
     if _embedded is not None:
         server.log.info("stopping embedded redis-server pid %s", _embedded.pid)
         _embedded.stop()
+    _lock.release()

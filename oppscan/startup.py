@@ -9,12 +9,18 @@ to start (it may come up later; `/readyz` says 503 until it does).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import os
 import socket
 from collections.abc import Iterable
+from pathlib import Path
 
 from oppscan.market import MarketDataError, load_market
 from oppscan.settings import PREFIX, Settings
+
+LOCK_NAME = "serve.lock"
 
 
 class StartError(Exception):
@@ -49,3 +55,35 @@ def check_port(host: str, port: int) -> None:
         except OSError as exc:
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             raise StartError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+class DataDirLock:
+    """One server per data dir: an exclusive `flock` on DATA_DIR/serve.lock, which
+    holds the owner's pid. The kernel drops it when the owner's processes end."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> DataDirLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StartError(
+                f"data dir {self.path.parent} is in use by process {holder} "
+                f"(another oppscan serve); stop it or set {PREFIX}DATA_DIR"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -64,3 +64,26 @@ def test_a_missing_csv_folder_fails_the_start_in_one_line(tmp_path: Path) -> Non
     )
     assert "Traceback" not in serve.log_text()
     assert [] == wait_gone(processes_in(tmp_path), 1.0)
+
+
+def test_one_data_dir_serves_one_server(tmp_path: Path) -> None:
+    """A second `oppscan serve` on a data dir in use exits naming the first one's pid,
+    and starts no second redis-server on the same append-only file."""
+    shared = {"OPPSCAN_DATA_DIR": str(tmp_path / "data")}
+    first = Serve(tmp_path / "first", env=shared).start()
+    second = Serve(tmp_path / "second", env=shared)
+    try:
+        first.wait_ready()
+        assert first.process is not None
+        code, lines = failed_start(second)
+        assert 1 == code
+        assert [
+            f"oppscan: data dir {tmp_path / 'data'} is in use by process {first.process.pid} "
+            "(another oppscan serve); stop it or set OPPSCAN_DATA_DIR"
+        ] == lines
+        assert first.redis_pids() == processes_in(tmp_path / "data" / "redis")
+    finally:
+        for serve in (first, second):
+            if serve.process is not None and not serve.exited():
+                serve.interrupt()
+                serve.exit_code()

@@ -1,12 +1,13 @@
-"""What the master checks before it forks."""
+"""What the master checks before it forks, and the data dir's lock."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from oppscan.startup import StartError, check_market
+from oppscan.startup import DataDirLock, StartError, check_market
 
 
 def test_a_missing_csv_folder_is_a_start_error(tmp_path: Path) -> None:
@@ -28,3 +29,15 @@ def test_an_unknown_market_is_a_start_error() -> None:
     """Only 'synthetic' and 'csv:DIR' are markets."""
     with pytest.raises(StartError, match=r"expected .synthetic. or .csv:DIRECTORY."):
         check_market("ccxt:binance")
+
+
+def test_a_second_lock_on_a_data_dir_names_the_holder(tmp_path: Path) -> None:
+    """The lock holds the owner's pid; a second one fails saying so."""
+    first = DataDirLock(tmp_path).acquire()
+    try:
+        with pytest.raises(StartError) as raised:
+            DataDirLock(tmp_path).acquire()
+        assert f"in use by process {os.getpid()}" in str(raised.value)
+    finally:
+        first.release()
+    DataDirLock(tmp_path).acquire().release()  # free again once released
