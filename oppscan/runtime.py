@@ -22,7 +22,7 @@ from oppscan.actors.strategy_run import ProcessStrategyPool, StrategyPool, Threa
 from oppscan.logs import get_logger
 from oppscan.market import MarketData, load_market
 from oppscan.settings import Settings, worker_name
-from oppscan.storage import ScanStore, open_store
+from oppscan.storage import ScanStore, open_store, redis_address
 from oppscan.strategies import Strategy, available_strategies
 
 log = get_logger("oppscan.runtime")
@@ -54,6 +54,13 @@ def start_runtime(
     if settings.redis_url is None:
         raise RuntimeError("no Redis URL: set OPPSCAN_REDIS_URL or run `oppscan serve`")
     store = open_store(settings.redis_url, settings.key_prefix, settings.redis_timeout)
+    if not store.probe():
+        # Not fatal: the steward keeps probing, `/readyz` answers 503 until Redis does.
+        log.warning(
+            "store_unreachable",
+            redis=redis_address(settings.redis_url),
+            failure_reason="no_answer_at_start",
+        )
     market = load_market(settings.market, settings.synthetic_latency_ms)
     strategies = available_strategies()
     pool = strategy_pool(settings, strategies, market)

@@ -28,12 +28,25 @@ class StartError(Exception):
 
 
 def check(settings: Settings, addresses: Iterable[object]) -> None:
-    """The market source and every listening address (gunicorn's
+    """The Redis URL, the market source and every listening address (gunicorn's
     parsed `address` list), or StartError naming the first that cannot work."""
+    if settings.redis_url is not None:
+        check_redis_url(settings.redis_url)
     check_market(settings.market)
     for address in addresses:
         if isinstance(address, tuple):
             check_port(str(address[0]), int(address[1]))
+
+
+def check_redis_url(url: str) -> None:
+    # Imported here: the storage package loads prometheus_client, which the
+    # master must not do before it has chosen the metrics folder.
+    from oppscan.storage.client import redis_address
+
+    try:
+        redis_address(url)
+    except ValueError as exc:  # the message names the part, never the password
+        raise StartError(f"{PREFIX}REDIS_URL is not a Redis URL: {exc}") from None
 
 
 def check_market(spec: str) -> None:

@@ -9,7 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+import requests
 
+from oppscan.processes import free_port
+from oppscan.storage import EmbeddedRedis
+from tests.support.polling import poll_until
 from tests.support.serve import Serve, wait_gone
 
 
@@ -87,3 +92,40 @@ def test_one_data_dir_serves_one_server(tmp_path: Path) -> None:
             if serve.process is not None and not serve.exited():
                 serve.interrupt()
                 serve.exit_code()
+
+
+def test_an_invalid_redis_url_fails_the_start_before_ready(tmp_path: Path) -> None:
+    """A Redis URL redis-py cannot use is one line from the master, without its password."""
+    url = "redis://:hunter2@127.0.0.1:notaport/0"
+    serve = Serve(tmp_path, env={"OPPSCAN_REDIS_URL": url})
+    code, lines = failed_start(serve)
+    assert 1 == code
+    assert [
+        "oppscan: OPPSCAN_REDIS_URL is not a Redis URL: "
+        "Port could not be cast to integer value as 'notaport'"
+    ] == lines
+    assert "hunter2" not in serve.log_text()
+
+
+def test_an_unreachable_redis_is_logged_at_start_and_waited_for(tmp_path: Path) -> None:
+    """The server starts, logs Redis's host and port (not its password), answers
+    `/readyz` 503, and is ready once Redis comes up."""
+    port = free_port()
+    env = {"OPPSCAN_REDIS_URL": f"redis://:hunter2@127.0.0.1:{port}/0"}
+    serve = Serve(tmp_path, env=env).start()
+    store = EmbeddedRedis(tmp_path / "redis", port=port)
+    try:
+        poll_until(lambda: f'"redis": "127.0.0.1:{port}"' in serve.log_text(), 15)
+        assert 503 == requests.get(f"{serve.url}/readyz", timeout=5).status_code
+        assert "hunter2" not in serve.log_text()
+        store.start()
+        client = redis.Redis(port=port)
+        client.config_set("requirepass", "hunter2")
+        client.close()
+        came_up = serve.wait_ready(timeout=10)
+        print(f"\n[unreachable-redis] ready_after_redis_s={came_up:.2f}")
+        assert 200 == requests.get(f"{serve.url}/readyz", timeout=5).status_code
+    finally:
+        serve.interrupt()
+        serve.exit_code()
+        store.stop()
