@@ -8,6 +8,7 @@ connections are created in each worker, after fork.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -15,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Only settings here: prometheus_client must not be imported in the master
+# Nothing here may load prometheus_client: the master must not import it
 # before the metrics folder is exported (it picks its mode on import).
+from oppscan.processes import children
 from oppscan.settings import Settings, export_metrics_dir, export_redis_url
 from oppscan.startup import DataDirLock, StartError, check
 
@@ -94,9 +96,9 @@ def post_fork(server: Any, worker: Any) -> None:
 def worker_exit(server: Any, worker: Any) -> None:
     """Hand the worker's scans off and stop its actors (pykka threads would hang it).
 
-    After a quick stop (Ctrl-C) the worker ends at once: strategies still
-    running on its threads have no one waiting for them, their scans' leases
-    are released, and waiting for them is what the quick stop must not do.
+    After a quick stop (Ctrl-C) the worker ends at once: its scans' leases
+    are released, and waiting for their running strategies is what a quick
+    stop must not do.
     """
     from oppscan.http.app import owned_scans, shutdown
 
@@ -106,9 +108,18 @@ def worker_exit(server: Any, worker: Any) -> None:
     shutdown(lambda: bool(worker.quick))
     server.log.info("worker %s stopped its scans", worker.pid)
     if worker.quick:
-        logging.shutdown()
-        sys.stderr.flush()
-        os._exit(0)
+        _exit_now()
+
+
+def _exit_now() -> None:
+    """End a worker whose scans are handed off, without waiting for the strategies
+    still running on its threads or in its child processes: nobody needs them."""
+    for child in children(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _handing_off(scans: int, quick: bool) -> str:

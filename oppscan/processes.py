@@ -57,6 +57,15 @@ def _die_with_parent() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid`, whichever of its threads started them (Linux)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in task.read_text().split()]
+    return found
+
+
 def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
     """SIGTERM, then SIGKILL to its whole session after `timeout`; True if it stopped in time."""
     if process is None or process.poll() is not None:
@@ -132,13 +141,7 @@ class GunicornProcess:
 
     def worker_pids(self) -> list[int]:
         """The master's live children: its workers."""
-        if self.process is None:
-            return []
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children")
-        with contextlib.suppress(OSError):
-            return [int(p) for p in children.read_text().split()]
-        return []
+        return children(self.process.pid) if self.process is not None else []
 
     def cpu_seconds(self) -> float:
         """User and system CPU time the live workers used so far."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -17,6 +18,7 @@ from tests.support.serve import SECRET, Serve, wait_gone
 
 SLOW = {"OPPSCAN_SYNTHETIC_LATENCY_MS": "100"}  # a scan runs for many seconds
 ATTEMPTS = 10
+STRATEGY_PROCESSES = 2
 
 
 def start_scan(serve: Serve) -> str:
@@ -29,6 +31,16 @@ def start_scan(serve: Serve) -> str:
     )
     assert 202 == resp.status_code, resp.text
     return str(resp.json()["scan_id"])
+
+
+def strategies_done(serve: Serve, scan_id: str) -> int:
+    """How many of the scan's strategies are done, as its status says."""
+    resp = requests.get(
+        f"{serve.url}/api/v1/opportunities/status/{scan_id}",
+        headers={"Authorization": f"Bearer {issue_token(SECRET, 'demo', 600)}"},
+        timeout=10,
+    )
+    return int(resp.json()["progress"]["strategies_completed"])
 
 
 def stop_time(serve: Serve) -> tuple[float, list[int]]:
@@ -44,14 +56,19 @@ def stop_time(serve: Serve) -> tuple[float, list[int]]:
 
 
 def test_ctrl_c_ten_times_in_a_row(tmp_path: Path) -> None:
-    """Ten Ctrl-Cs, as soon as the server answers, half of them under a running scan:
-    each stop takes under 5 s, no worker is SIGKILLed, no process is left."""
+    """Ten Ctrl-Cs, as soon as the server answers, half of them under a running scan
+    (the last one on strategy processes): each stop takes under 5 s, no worker is
+    SIGKILLed, no process is left."""
     stops: list[float] = []
     for attempt in range(ATTEMPTS):
-        serve = Serve(tmp_path / f"run{attempt}", env=SLOW).start()
+        last = attempt == ATTEMPTS - 1  # runs its strategies in child processes
+        env = {**SLOW, "OPPSCAN_STRATEGY_PROCESSES": str(STRATEGY_PROCESSES if last else 0)}
+        serve = Serve(tmp_path / f"run{attempt}", env=env).start()
         serve.wait_ready()
         if attempt % 2:
-            start_scan(serve)
+            scan_id = start_scan(serve)
+            if last:  # the strategy processes are up and running strategies
+                poll_until(partial(strategies_done, serve, scan_id), 30)
         took, left = stop_time(serve)
         stops.append(round(took, 2))
         log = serve.log_text()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from oppscan.processes import free_port
+from oppscan.processes import children, free_port
 from tests.support.polling import poll_until
 
 SERVE = (sys.executable, "-m", "oppscan.cli", "serve")
@@ -84,13 +84,14 @@ class Serve:
         os.killpg(self.process.pid, signal.SIGINT)
 
     def pids(self) -> list[int]:
-        """The master, its workers and its embedded redis-server."""
+        """The master and every process under it: workers, their strategy processes,
+        the embedded redis-server."""
         assert self.process is not None
-        pid = self.process.pid
-        with contextlib.suppress(OSError):
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            return [pid, *map(int, children)]
-        return [pid]
+        found, frontier = [], [self.process.pid]
+        while frontier:
+            found += frontier
+            frontier = [child for pid in frontier for child in children(pid)]
+        return found
 
     def redis_pids(self) -> list[int]:
         """Every redis-server this server's log says it started."""
