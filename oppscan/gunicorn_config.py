@@ -87,10 +87,8 @@ def when_ready(server: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """SIGUSR1 in a worker prints every thread's stack (stuck actors)."""
-    import pykka.debug
-
-    signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
+    """Signals that reach the new worker before it has its own handlers are replayed."""
+    worker.inherited_signals = server.SIG_QUEUE
 
 
 def worker_exit(server: Any, worker: Any) -> None:

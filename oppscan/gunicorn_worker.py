@@ -14,6 +14,7 @@ worker is between two things (`worker_exit`), with its runtime whole.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 from types import FrameType
 
@@ -27,6 +28,23 @@ class Worker(ThreadWorker):  # type: ignore[misc] # gunicorn is untyped
 
     quick = False  # stop without waiting for running strategies
     _interrupts = 0
+    # From fork until `init_signals` the master's handlers are still installed:
+    # they queue what arrives on the master's queue (`post_fork` hands it over).
+    inherited_signals: queue.SimpleQueue[int] | None = None
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        self.replay_inherited_signals()
+
+    def replay_inherited_signals(self) -> None:
+        """Act on what arrived between fork and now, as these handlers would have."""
+        pending = self.inherited_signals
+        while pending is not None and not pending.empty():
+            sig = pending.get_nowait()
+            if sig in (signal.SIGINT, signal.SIGQUIT):
+                self.handle_quit(sig, None)
+            elif sig == signal.SIGTERM:
+                self.handle_exit(sig, None)
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGINT:

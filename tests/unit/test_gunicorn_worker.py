@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 
 import pytest
@@ -44,3 +45,14 @@ def test_a_second_ctrl_c_ends_the_worker_at_once(monkeypatch: pytest.MonkeyPatch
     assert [] == exits
     worker.handle_quit(signal.SIGINT, None)
     assert [INTERRUPTED] == exits
+
+
+def test_a_ctrl_c_before_the_worker_had_its_handlers_is_not_lost() -> None:
+    """What the master's handlers queued in the new worker before it installed its
+    own is acted on once it has: here a quick stop."""
+    worker = idle_worker()
+    worker.inherited_signals = queue.SimpleQueue()
+    for sig in (signal.SIGCHLD, signal.SIGINT):
+        worker.inherited_signals.put(sig)
+    worker.replay_inherited_signals()
+    assert (True, False) == (worker.quick, worker.alive)
