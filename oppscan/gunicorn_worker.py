@@ -18,13 +18,15 @@ import queue
 import signal
 from types import FrameType
 
+import pykka.debug
 from gunicorn.workers.gthread import ThreadWorker
 
 INTERRUPTED = 128 + signal.SIGINT  # a shell's exit status for "stopped by Ctrl-C"
 
 
 class Worker(ThreadWorker):  # type: ignore[misc] # gunicorn is untyped
-    """SIGTERM: a graceful stop. SIGINT/SIGQUIT: a quick one. A second SIGINT: at once."""
+    """SIGTERM: a graceful stop. SIGINT/SIGQUIT: a quick one. A second SIGINT: at once.
+    SIGUSR1: reopen the log files and log every thread's stack (stuck actors)."""
 
     quick = False  # stop without waiting for running strategies
     _interrupts = 0
@@ -53,3 +55,7 @@ class Worker(ThreadWorker):  # type: ignore[misc] # gunicorn is untyped
                 os._exit(INTERRUPTED)
         self.quick = True
         self.handle_exit(sig, frame)  # gthread's: not alive any more, wake the main loop
+
+    def handle_usr1(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_usr1(sig, frame)
+        pykka.debug.log_thread_tracebacks()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import signal
+from types import SimpleNamespace
 
 import pytest
 from gunicorn.workers.gthread import PollableMethodQueue
@@ -56,3 +58,16 @@ def test_a_ctrl_c_before_the_worker_had_its_handlers_is_not_lost() -> None:
         worker.inherited_signals.put(sig)
     worker.replay_inherited_signals()
     assert (True, False) == (worker.quick, worker.alive)
+
+
+def test_sigusr1_logs_every_threads_stack(caplog: pytest.LogCaptureFixture) -> None:
+    """`kill -USR1` on a worker logs where each thread is (stuck actors)."""
+    worker = idle_worker()
+    worker.log = SimpleNamespace(reopen_files=lambda: None)
+    pykka_log = logging.getLogger("pykka")  # its own handler: logs.configure may stop propagation
+    pykka_log.addHandler(caplog.handler)
+    try:
+        worker.handle_usr1(signal.SIGUSR1, None)
+    finally:
+        pykka_log.removeHandler(caplog.handler)
+    assert "test_sigusr1_logs_every_threads_stack" in caplog.text
