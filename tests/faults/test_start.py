@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,12 +119,13 @@ def test_an_unreachable_redis_is_logged_at_start_and_waited_for(tmp_path: Path) 
         poll_until(lambda: f'"redis": "127.0.0.1:{port}"' in serve.log_text(), 15)
         assert 503 == requests.get(f"{serve.url}/readyz", timeout=5).status_code
         assert "hunter2" not in serve.log_text()
+        started = time.monotonic()
         store.start()
         client = redis.Redis(port=port)
         client.config_set("requirepass", "hunter2")
         client.close()
-        came_up = serve.wait_ready(timeout=10)
-        print(f"\n[unreachable-redis] ready_after_redis_s={came_up:.2f}")
+        serve.wait_ready(timeout=10)
+        print(f"\n[unreachable-redis] ready_s_after_redis_start={time.monotonic() - started:.2f}")
         assert 200 == requests.get(f"{serve.url}/readyz", timeout=5).status_code
     finally:
         serve.interrupt()
