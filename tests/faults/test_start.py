@@ -95,6 +95,14 @@ def test_one_data_dir_serves_one_server(tmp_path: Path) -> None:
                 serve.exit_code()
 
 
+def test_an_invalid_setting_fails_the_start_in_one_line(tmp_path: Path) -> None:
+    """A setting that does not parse is one line naming it, before anything starts."""
+    code, lines = failed_start(Serve(tmp_path, env={"OPPSCAN_WORKERS": "two"}))
+    assert 1 == code
+    assert ["oppscan: OPPSCAN_WORKERS must be an integer, got 'two'"] == lines
+    assert [] == wait_gone(processes_in(tmp_path), 1.0)
+
+
 def test_an_invalid_redis_url_fails_the_start_before_ready(tmp_path: Path) -> None:
     """A Redis URL redis-py cannot use is one line from the master, without its password."""
     url = "redis://:hunter2@127.0.0.1:notaport/0"
