@@ -85,7 +85,7 @@ def start_runtime(
 
 
 def stop_runtime(
-    runtime: Runtime, quick: Callable[[], bool] = lambda: False, timeout: float = 5.0
+    runtime: Runtime, timeout: float = 5.0, *, quick: Callable[[], bool] = lambda: False
 ) -> None:
     """Steward, then scans (handing their leases off), registry, strategy pool, store.
 

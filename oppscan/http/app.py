@@ -102,4 +102,4 @@ def shutdown(quick: Callable[[], bool] = lambda: False) -> None:
     with _lock:
         runtime, _runtime = _runtime, None
     if runtime is not None:
-        stop_runtime(runtime, quick)
+        stop_runtime(runtime, quick=quick)
