@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from oppscan import loadtest
 from oppscan.auth import settings_token
 from oppscan.processes import GUNICORN_CONFIG
-from oppscan.settings import PREFIX, Settings
+from oppscan.settings import PREFIX, Settings, SettingsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +42,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    # Flags become settings the same way the environment does, for master and workers.
+    _export_flags(args)
+    try:
+        Settings.from_env()  # master and workers read them again; a bad one stops us here
+    except SettingsError as exc:
+        print(f"oppscan: {exc}", file=sys.stderr)
+        return 1
+    return _run_gunicorn()
+
+
+def _export_flags(args: argparse.Namespace) -> None:
+    """Flags become settings the same way the environment does, for master and workers."""
     for name, value in (
         ("BIND", args.bind),
         ("WORKERS", args.workers),
@@ -51,10 +61,18 @@ def _serve(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             os.environ[PREFIX + name] = str(value)
+
+
+def _run_gunicorn() -> int:
     from gunicorn.app.wsgiapp import WSGIApplication
+    from gunicorn.errors import HaltServer
 
     sys.argv = ["oppscan serve", "-c", GUNICORN_CONFIG]
-    WSGIApplication("%(prog)s [OPTIONS]").run()
+    try:
+        WSGIApplication("%(prog)s [OPTIONS]").run()
+    except HaltServer as exc:  # a worker could not boot, seen while the master was stopping
+        print(f"oppscan: {exc.reason}", file=sys.stderr)
+        return int(exc.exit_status)
     return 0
 
 

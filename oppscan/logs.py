@@ -37,10 +37,12 @@ def configure(level: str = "info") -> None:
             foreign_pre_chain=shared,
         )
     )
-    root = logging.getLogger("oppscan")
-    root.handlers[:] = [handler]
-    root.setLevel(numeric)
-    root.propagate = False
+    # pykka's own: actors that crash, and every thread's stack on SIGUSR1.
+    for name in ("oppscan", "pykka"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(numeric)
+        logger.propagate = False
 
 
 def get_logger(name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -29,7 +30,12 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` in a session of its own (a terminal's Ctrl-C reaches only us)."""
+    """Start `argv` in a session of its own (a terminal's Ctrl-C reaches only us).
+
+    It is also SIGTERMed when the thread that started it ends, so that even a
+    parent that dies without stopping it (a failed start, a SIGKILL) leaves
+    nothing running: start it from a thread that lives as long as it should.
+    """
     with log_path.open("ab") as log:
         return subprocess.Popen(  # noqa: S603 - argv is built by oppscan, never by a client
             list(argv),
@@ -38,7 +44,26 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # one prctl, no lock: safe in a threaded parent
         )
+
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent thread ends (Linux)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid`, whichever of its threads started them (Linux)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in task.read_text().split()]
+    return found
 
 
 def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
@@ -116,13 +141,7 @@ class GunicornProcess:
 
     def worker_pids(self) -> list[int]:
         """The master's live children: its workers."""
-        if self.process is None:
-            return []
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children")
-        with contextlib.suppress(OSError):
-            return [int(p) for p in children.read_text().split()]
-        return []
+        return children(self.process.pid) if self.process is not None else []
 
     def cpu_seconds(self) -> float:
         """User and system CPU time the live workers used so far."""

@@ -22,10 +22,12 @@ from oppscan.actors.strategy_run import ProcessStrategyPool, StrategyPool, Threa
 from oppscan.logs import get_logger
 from oppscan.market import MarketData, load_market
 from oppscan.settings import Settings, worker_name
-from oppscan.storage import Store, open_store
+from oppscan.storage import Store, open_store, redis_address
 from oppscan.strategies import Strategy, available_strategies
 
 log = get_logger("oppscan.runtime")
+
+HURRY_CHECK = 0.05  # seconds between looks at `quick()` while a stop waits
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,13 @@ def start_runtime(
     store = open_store(
         settings.redis_url, settings.key_prefix, settings.redis_timeout, 2 * settings.lease_ttl
     )
+    if not store.probe():
+        # Not fatal: the steward keeps probing, `/readyz` answers 503 until Redis does.
+        log.warning(
+            "store_unreachable",
+            redis=redis_address(settings.redis_url),
+            failure_reason="no_answer_at_start",
+        )
     market = load_market(settings.market, settings.synthetic_latency_ms)
     strategies = available_strategies()
     pool = strategy_pool(settings, strategies, market)
@@ -82,16 +91,29 @@ def start_runtime(
     return Runtime(settings, store, market, strategies, pool, registry, view, worker, steward)
 
 
-def stop_runtime(runtime: Runtime, timeout: float = 5.0) -> None:
-    """Steward, then scans (handing their leases off), registry, strategy pool, store."""
+def stop_runtime(
+    runtime: Runtime, timeout: float = 5.0, *, quick: Callable[[], bool] = lambda: False
+) -> None:
+    """Steward, then scans (handing their leases off), registry, strategy pool, store.
+
+    While `quick()` is false the scans' running strategies get up to the
+    hand-off timeout to finish and be saved; once it is true (Ctrl-C, even in
+    the middle of that wait) the leases are released at once.
+    """
     if runtime.steward is not None:
         runtime.steward.stop(timeout)
     with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-        _hand_off([owned.proxy for owned in runtime.view.owned().values()], runtime.settings)
+        scans = [owned.proxy for owned in runtime.view.owned().values()]
+        _hand_off(scans, runtime.settings, quick)
         runtime.registry.actor_ref.stop(block=True, timeout=timeout)
     runtime.pool.shutdown()
     runtime.store.close()
     log.info("runtime_stopped")
+
+
+def running_scans(runtime: Runtime) -> int:
+    """How many scans this worker owns now."""
+    return len(runtime.view.owned())
 
 
 def strategy_pool(
@@ -107,14 +129,36 @@ def strategy_pool(
     return ThreadStrategyPool(settings.strategy_threads, strategies, market, timeout)
 
 
-def _hand_off(scans: Sequence[ScanActorProxy], settings: Settings) -> None:
-    """Release every scan at a strategy boundary, within the hand-off timeout."""
+def _hand_off(
+    scans: Sequence[ScanActorProxy], settings: Settings, quick: Callable[[], bool]
+) -> None:
+    """Release every scan at a strategy boundary, within the hand-off timeout,
+    or at once when `quick()`; return once every lease is released."""
     deadline = time.monotonic() + settings.handoff_timeout
     waiting: list[tuple[ScanActorProxy, threading.Event]] = []
     for proxy in scans:
         with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
             waiting.append((proxy, proxy.release().get(timeout=settings.ask_timeout)))
+    _wait_all([stopped for _, stopped in waiting], deadline, quick)
+    late = []
     for proxy, stopped in waiting:
-        if not stopped.wait(max(0.0, deadline - time.monotonic())):
+        if not stopped.is_set():
             with contextlib.suppress(pykka.ActorDeadError):
-                proxy.release_now.defer()
+                late.append(proxy.release_now())
+    for released in late:  # asked, not told: the store must still be open when they run
+        with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+            released.get(timeout=settings.ask_timeout)
+
+
+def _wait_all(
+    events: Sequence[threading.Event], deadline: float, quick: Callable[[], bool]
+) -> None:
+    """Until every event is set, `deadline` passes, or `quick()` turns true.
+
+    `quick` is a flag a signal handler sets, so it is polled: waking on an
+    Event from a signal handler could deadlock on the Event's own lock.
+    """
+    pending = list(events)
+    while pending and not quick() and time.monotonic() < deadline:
+        pending[0].wait(min(HURRY_CHECK, max(0.0, deadline - time.monotonic())))
+        pending = [event for event in pending if not event.is_set()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -18,7 +19,7 @@ from oppscan.auth import TokenVerifier
 from oppscan.http import errors, resources
 from oppscan.http.middleware import Authentication, RequestContext
 from oppscan.http.openapi import openapi_document
-from oppscan.runtime import Runtime, start_runtime, stop_runtime
+from oppscan.runtime import Runtime, running_scans, start_runtime, stop_runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
 
@@ -85,10 +86,20 @@ def _replace_this_worker() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def shutdown() -> None:
-    """Stop this process's actors and connections (gunicorn's `worker_exit`)."""
+def owned_scans() -> int:
+    """How many scans this process runs now (0 before its runtime started)."""
+    with _lock:
+        return running_scans(_runtime) if _runtime is not None else 0
+
+
+def shutdown(quick: Callable[[], bool] = lambda: False) -> None:
+    """Stop this process's actors and connections (gunicorn's `worker_exit`).
+
+    `quick()` true: release the scans at once rather than let their running
+    strategies finish (see `stop_runtime`).
+    """
     global _runtime
     with _lock:
         runtime, _runtime = _runtime, None
     if runtime is not None:
-        stop_runtime(runtime)
+        stop_runtime(runtime, quick=quick)

@@ -1,6 +1,6 @@
 """Redis: the client, the key schema, the atomic scripts and the embedded server."""
 
-from oppscan.storage.client import CircuitBreaker, StoreUnavailable, connect
+from oppscan.storage.client import CircuitBreaker, StoreUnavailable, connect, redis_address
 from oppscan.storage.embedded import EmbeddedRedis
 from oppscan.storage.keys import Keys
 from oppscan.storage.port import Store
@@ -26,6 +26,7 @@ __all__ = [
     "StoreUnavailable",
     "Written",
     "connect",
+    "redis_address",
 ]
 
 

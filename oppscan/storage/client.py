@@ -114,6 +114,22 @@ def connect(url: str, timeout: float) -> redis.Redis:
     )
 
 
+def redis_address(url: str) -> str:
+    """Where `url` points, for logs: host:port or the socket path, never a password.
+
+    Raises ValueError for a URL redis-py cannot use (scheme, port, option).
+    """
+    pool = redis.ConnectionPool.from_url(url)
+    try:
+        pool.make_connection()  # built, not connected: an unknown option fails here
+    except TypeError as exc:
+        raise ValueError(f"unknown option ({exc})") from None
+    options = pool.connection_kwargs
+    if "path" in options:
+        return str(options["path"])
+    return f"{options.get('host', 'localhost')}:{options.get('port', 6379)}"
+
+
 class ThreadConnections:
     """One redis-py connection per thread, for the request path's single reads.
 

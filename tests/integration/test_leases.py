@@ -340,3 +340,20 @@ def test_a_miss_just_after_redis_lost_its_data_is_an_outage(redis_url: str) -> N
 
     poll(plain_miss, 5)
     assert redis.Redis.from_url(redis_url).exists(Keys().dataset())
+
+
+def test_a_quick_stop_releases_at_once_without_waiting_for_strategies(
+    redis_url: str, data_dir: Path
+) -> None:
+    """A quick stop (Ctrl-C) frees the lease while strategies still run (each takes
+    seconds here), so another worker can resume the scan at once."""
+    owner = start_runtime(settings(redis_url, data_dir, lease_ttl=30.0, synthetic_latency_ms=1000))
+    params = ScanParams(ALL, ("BTC-USD", "ETH-USD"), "1h")
+    scan_id = ScanService(owner).discover("alice", params, False).scan_id
+    started = time.monotonic()
+    stop_runtime(owner, quick=lambda: True)
+    took = time.monotonic() - started
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert ("", "scanning") == tuple(client.hmget(Keys().scan(scan_id), "owner", "status"))
+    client.close()
+    assert took < 1.0

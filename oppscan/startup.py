@@ -1,0 +1,102 @@
+"""What the gunicorn master checks and holds before it forks any worker.
+
+Whatever can be known wrong before the first worker boots is found here, so
+a bad configuration is one line and a non-zero exit rather than a traceback
+from every worker after "ready". Nothing here talks to Redis: connections
+are made after fork, and a Redis that does not answer yet is no reason not
+to start (it may come up later; `/readyz` says 503 until it does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+
+from oppscan.market import MarketDataError, load_market
+from oppscan.settings import PREFIX, Settings
+
+LOCK_NAME = "serve.lock"
+
+
+class StartError(Exception):
+    """Why oppscan cannot start, in one line for the user."""
+
+
+def check(settings: Settings, addresses: Iterable[object]) -> None:
+    """The Redis URL, the market source and every listening address (gunicorn's
+    parsed `address` list), or StartError naming the first that cannot work."""
+    if settings.redis_url is not None:
+        check_redis_url(settings.redis_url)
+    check_market(settings.market)
+    for address in addresses:
+        if isinstance(address, tuple):
+            check_port(str(address[0]), int(address[1]))
+
+
+def check_redis_url(url: str) -> None:
+    # Imported here: the storage package loads prometheus_client, which the
+    # master must not do before it has chosen the metrics folder.
+    from oppscan.storage.client import redis_address
+
+    try:
+        redis_address(url)
+    except ValueError as exc:  # the message names the part, never the password
+        raise StartError(f"{PREFIX}REDIS_URL is not a Redis URL: {exc}") from None
+
+
+def check_market(spec: str) -> None:
+    try:
+        symbols = load_market(spec).symbols()
+    except (ValueError, MarketDataError) as exc:
+        raise StartError(f"{PREFIX}MARKET={spec}: {exc}") from None
+    if not symbols:
+        raise StartError(f"{PREFIX}MARKET={spec}: no SYMBOL.csv file in it")
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind and let go, as gunicorn will bind (SO_REUSEADDR): a port in use fails now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise StartError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+class DataDirLock:
+    """One server per data dir: an exclusive `flock` on DATA_DIR/serve.lock, which
+    holds the owner's pid. The kernel drops it when the owner's processes end."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> DataDirLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StartError(
+                f"data dir {self.path.parent} is in use by process {holder} "
+                f"(another oppscan serve); stop it or set {PREFIX}DATA_DIR"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)

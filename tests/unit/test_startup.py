@@ -1,0 +1,74 @@
+"""What the master checks before it forks, and the data dir's lock."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from oppscan.startup import DataDirLock, StartError, check_market, check_redis_url
+from oppscan.storage import redis_address
+
+
+def test_a_missing_csv_folder_is_a_start_error(tmp_path: Path) -> None:
+    """`csv:DIR` must name a folder; the error says which setting and which folder."""
+    with pytest.raises(StartError) as raised:
+        check_market(f"csv:{tmp_path / 'nope'}")
+    assert f"OPPSCAN_MARKET=csv:{tmp_path / 'nope'}: {tmp_path / 'nope'}: not a directory" in str(
+        raised.value
+    )
+
+
+def test_a_csv_folder_without_files_is_a_start_error(tmp_path: Path) -> None:
+    """A folder with no SYMBOL.csv could only ever answer empty scans."""
+    with pytest.raises(StartError, match=r"no SYMBOL\.csv file"):
+        check_market(f"csv:{tmp_path}")
+
+
+def test_an_unknown_market_is_a_start_error() -> None:
+    """Only 'synthetic' and 'csv:DIR' are markets."""
+    with pytest.raises(StartError, match=r"expected .synthetic. or .csv:DIRECTORY."):
+        check_market("ccxt:binance")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2@127.0.0.1:notaport/0",
+        "redis://:hunter2@127.0.0.1:99999/0",
+        "http://:hunter2@127.0.0.1/0",
+        "redis://:hunter2@127.0.0.1/0?no_such_option=1",
+    ],
+)
+def test_an_unusable_redis_url_is_a_start_error_without_its_password(url: str) -> None:
+    """Bad port, scheme or option: one line naming the setting, never the password."""
+    with pytest.raises(StartError) as raised:
+        check_redis_url(url)
+    assert "OPPSCAN_REDIS_URL is not a Redis URL" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("redis://:hunter2@10.0.0.5:6380/1", "10.0.0.5:6380"),
+        ("rediss://user:hunter2@cache.example/0", "cache.example:6379"),
+        ("unix:///run/redis.sock?db=2", "/run/redis.sock"),
+    ],
+)
+def test_redis_address_is_host_and_port_only(url: str, address: str) -> None:
+    """What logs say about a Redis URL: where it points, not who logs in."""
+    assert address == redis_address(url)
+
+
+def test_a_second_lock_on_a_data_dir_names_the_holder(tmp_path: Path) -> None:
+    """The lock holds the owner's pid; a second one fails saying so."""
+    first = DataDirLock(tmp_path).acquire()
+    try:
+        with pytest.raises(StartError) as raised:
+            DataDirLock(tmp_path).acquire()
+        assert f"in use by process {os.getpid()}" in str(raised.value)
+    finally:
+        first.release()
+    DataDirLock(tmp_path).acquire().release()  # free again once released
