@@ -173,6 +173,10 @@ class FakeStore:
         self.records[job.scan_id] = record
         return True
 
+    def watch_dataset(self) -> str | None:
+        self._enter("watch_dataset")
+        return None
+
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None:
         self._enter("request_cancel")
         record = self.records.get(scan_id)

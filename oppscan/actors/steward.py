@@ -85,6 +85,7 @@ class Steward:
         leases = self._view.leases()
         sent = time.monotonic()
         states = self._store.renew(leases, self._lease_ms)
+        self._store.watch_dataset()
         self._next_renew = time.monotonic() + self._renew_every
         for state in states:
             if not state.held:

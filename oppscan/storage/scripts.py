@@ -88,7 +88,7 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[7], '1', 'NX')
+redis.call('SET', KEYS[7], table.concat(redis.call('TIME'), '.'), 'NX')
 return {'created', ARGV[1], status}
 """
 )
@@ -289,7 +289,7 @@ redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('SET', KEYS[5], ARGV[1], 'NX')
-redis.call('SET', KEYS[6], '1', 'NX')
+redis.call('SET', KEYS[6], table.concat(redis.call('TIME'), '.'), 'NX')
 return 1
 """
 )

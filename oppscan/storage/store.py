@@ -139,37 +139,39 @@ class Recorded:
 
 
 class DatasetWatch:
-    """Whether Redis still holds the data this process saw it hold.
+    """Whether Redis still holds the data it held when this process last looked.
 
-    Once this process has seen a scan, a missing dataset marker means Redis lost
-    its data. For `grace` seconds after noticing, misses are an outage (owners
-    write their scans back meanwhile, well within two lease renewals); after
-    that a miss is a miss again, and the marker is set anew.
+    Redis carries a marker, set with a new value whenever the first scan (or a
+    written-back one) lands in an empty Redis. A marker gone, or back with
+    another value, means Redis lost its data: for `grace` seconds misses are an
+    outage, while owners write their scans back (well within two lease
+    renewals); after that a miss is a miss again.
     """
 
     def __init__(self, grace: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.grace = grace
-        self.was_seen = False
+        self.known: str | None = None  # the marker's value when last seen
         self._clock = clock
-        self._lost_since: float | None = None
+        self._alarm_since: float | None = None
 
-    def seen(self) -> None:
-        self.was_seen = True
+    def observe(self, value: str | None) -> None:
+        if self.known is not None and value != self.known and self._alarm_since is None:
+            self._alarm_since = self._clock()
+        if value is not None:
+            self.known = value
 
-    def lost(self, present: bool) -> bool:
+    def outage(self) -> bool:
         """True while misses must be answered as an outage."""
-        if present:
-            self.was_seen, self._lost_since = True, None
+        if self._alarm_since is None:
             return False
-        if not self.was_seen:
-            return False  # a new deployment: nothing was ever here
-        now = self._clock()
-        if self._lost_since is None:
-            self._lost_since = now
-        if now - self._lost_since < self.grace:
+        if self._clock() - self._alarm_since < self.grace:
             return True
-        self._lost_since = None
+        self._alarm_since = None
         return False
+
+    def forget(self) -> None:
+        """Nothing came back within the grace: the next marker starts afresh."""
+        self.known = None
 
 
 class ScanStore:
@@ -311,17 +313,22 @@ class ScanStore:
         found = _snapshot(scan_id, dict(zip(names, raw, strict=True)))
         if found is None:
             self._check_dataset()
-        else:
-            self._dataset.seen()
         return found
 
-    def _check_dataset(self) -> None:
+    def watch_dataset(self) -> str | None:
+        """Look at the dataset marker (the steward does, every lease renewal)."""
         marker = self._keys.dataset()
-        present = bool(self._call(lambda: self._reads.execute("EXISTS", marker)))
-        if self._dataset.lost(present):
+        value = _text(self._call(lambda: self._reads.execute("GET", marker)))
+        self._dataset.observe(value)
+        return value
+
+    def _check_dataset(self) -> None:
+        """After a miss: an outage while Redis has just lost its data."""
+        value = self.watch_dataset()
+        if self._dataset.outage():
             raise StoreUnavailable("store_data_lost")
-        if not present and self._dataset.was_seen:
-            self._call(lambda: self._client.set(marker, "1", nx=True))
+        if value is None:
+            self._dataset.forget()
 
     def record_strategy(
         self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str, durable: int = 0

@@ -326,7 +326,7 @@ def test_a_miss_just_after_redis_lost_its_data_is_an_outage(redis_url: str) -> N
     fresh = open_store(redis_url, "oppscan:", 0.5, restore_grace=0.5)
     scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
     store.register(scan, 60_000)
-    assert store.read(scan.scan_id) is not None
+    store.watch_dataset()  # as the steward does
     redis.Redis.from_url(redis_url).flushall()
     with pytest.raises(StoreUnavailable):
         store.read(scan.scan_id)
@@ -339,7 +339,19 @@ def test_a_miss_just_after_redis_lost_its_data_is_an_outage(redis_url: str) -> N
             return False
 
     poll(plain_miss, 5)
-    assert redis.Redis.from_url(redis_url).exists(Keys().dataset())
+
+
+def test_a_marker_set_anew_is_noticed_too(redis_url: str) -> None:
+    """Redis lost its data and a scan already landed again (a new marker): misses are
+    still an outage while the other owners write theirs back."""
+    store = open_store(redis_url, "oppscan:", 0.5, restore_grace=30)
+    first = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    store.register(first, 60_000)
+    store.watch_dataset()
+    redis.Redis.from_url(redis_url).flushall()
+    store.register(NewScan(new_scan_id(), "bob", PARAMS, now_iso(), "a:1"), 60_000)
+    with pytest.raises(StoreUnavailable):
+        store.read(first.scan_id)
 
 
 def test_a_quick_stop_releases_at_once_without_waiting_for_strategies(
