@@ -53,9 +53,7 @@ def start_runtime(
     """
     if settings.redis_url is None:
         raise RuntimeError("no Redis URL: set OPPSCAN_REDIS_URL or run `oppscan serve`")
-    store = open_store(
-        settings.redis_url, settings.key_prefix, settings.redis_timeout, 2 * settings.lease_ttl
-    )
+    store = open_store(settings.redis_url, settings.key_prefix, settings.redis_timeout)
     if not store.probe():
         # Not fatal: the steward keeps probing, `/readyz` answers 503 until Redis does.
         log.warning(

@@ -173,9 +173,9 @@ class FakeStore:
         self.records[job.scan_id] = record
         return True
 
-    def watch_dataset(self) -> str | None:
-        self._enter("watch_dataset")
-        return None
+    def server_restarted(self) -> bool:
+        self._enter("server_restarted")
+        return False
 
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None:
         self._enter("request_cancel")

@@ -68,6 +68,11 @@ class Steward:
     def tick(self) -> None:
         if self._store.breaker.is_open and not self._reconnect():
             return
+        if self._store.server_restarted():
+            # It may hold less than before (empty, or without its last writes).
+            log.warning("store_restarted")
+            self._registry.store_recovered.defer()
+            self._next_renew = 0.0
         if time.monotonic() >= self._next_renew:
             self._renew()
         self._claim()
@@ -85,10 +90,11 @@ class Steward:
         leases = self._view.leases()
         sent = time.monotonic()
         states = self._store.renew(leases, self._lease_ms)
-        self._store.watch_dataset()
         self._next_renew = time.monotonic() + self._renew_every
         for state in states:
-            if not state.held:
+            if state.forgotten:
+                log.warning("lease_forgotten", scan_id=state.scan_id, failure_reason="record_lost")
+            elif not state.held:
                 log.warning("lease_lost", scan_id=state.scan_id, failure_reason="epoch_superseded")
                 LEASES.labels("lost").inc()
         self._registry.leases_checked.defer(states, sent)

@@ -30,10 +30,10 @@ __all__ = [
 ]
 
 
-def open_store(url: str, prefix: str, timeout: float, restore_grace: float = 20.0) -> ScanStore:
+def open_store(url: str, prefix: str, timeout: float, restart_gate: float = 2.0) -> ScanStore:
     """A store on `url` with oppscan's fail-fast client and a fresh circuit breaker.
 
-    `restore_grace`: how long after Redis lost its data a miss answers 503 while
-    owners write their scans back (two lease TTLs is plenty).
+    `restart_gate`: how long after the Redis process changed a read of a running
+    scan answers 503 while owners write their scans back (they do within a tick).
     """
-    return ScanStore(connect(url, timeout), Keys(prefix), CircuitBreaker(), restore_grace)
+    return ScanStore(connect(url, timeout), Keys(prefix), CircuitBreaker(), restart_gate)

@@ -143,8 +143,11 @@ class ThreadConnections:
     Only for reads, which are safe to send twice.
     """
 
-    def __init__(self, pool: redis.ConnectionPool) -> None:
+    def __init__(
+        self, pool: redis.ConnectionPool, greet: Callable[[Any], None] = lambda _conn: None
+    ) -> None:
         self._pool = pool
+        self._greet = greet  # the first round trip of every new connection
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -154,11 +157,20 @@ class ThreadConnections:
         conn = getattr(self._local, "conn", None)
         if conn is None or not conn.is_connected:
             conn = conn or self._new()
+            self._connect(conn)
             return _round_trip(conn, args)
         try:
             return _round_trip(conn, args)
         except RedisConnectionError:
-            return _round_trip(conn, args)  # on a new socket: a dead Redis refuses at once
+            self._connect(conn)  # on a new socket: a dead Redis refuses at once
+            return _round_trip(conn, args)
+
+    def _connect(self, conn: Any) -> None:
+        try:
+            self._greet(conn)
+        except BaseException:
+            conn.disconnect()
+            raise
 
     def _new(self) -> Any:
         conn = self._local.conn = self._pool.connection_class(**self._pool.connection_kwargs)

@@ -46,11 +46,6 @@ class Keys:
         """Sorted set: owned scan ids scored by lease deadline (ms)."""
         return f"{self.prefix}running"
 
-    def dataset(self) -> str:
-        """String: set with the first scan; gone means Redis lost its data (restarted
-        empty, or a replica without it took over)."""
-        return f"{self.prefix}dataset"
-
     def pending(self) -> str:
         """Sorted set: queued scan ids nobody has claimed, scored by creation time."""
         return f"{self.prefix}pending"

@@ -44,7 +44,7 @@ local function later(a, b)
 end
 """
 
-# KEYS: dedup, user_active, user_scans, running, pending, new scan, dataset.
+# KEYS: dedup, user_active, user_scans, running, pending, new scan.
 # ARGV: new id, lease ttl ms (0: queued for any worker), score, force_refresh (1/0),
 #       active limit (0: none), scan key before id, after id, field, value, ...
 # One step decides and registers: join the identical scan that runs (unless a
@@ -88,7 +88,6 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[7], table.concat(redis.call('TIME'), '.'), 'NX')
 return {'created', ARGV[1], status}
 """
 )
@@ -261,7 +260,7 @@ return 1
 """
 )
 
-# KEYS: scan, running, user_scans, user_active, dedup, dataset.
+# KEYS: scan, running, user_scans, user_active, dedup.
 # ARGV: scan_id, lease ttl ms, epoch, tag, index score, field, value, ...
 # Writes back a running scan's record that Redis lost, whole or in part
 # (restarted without its data, or lost its last writes): the owner's fields and
@@ -289,7 +288,6 @@ redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('SET', KEYS[5], ARGV[1], 'NX')
-redis.call('SET', KEYS[6], table.concat(redis.call('TIME'), '.'), 'NX')
 return 1
 """
 )

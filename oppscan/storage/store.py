@@ -7,6 +7,7 @@ either answers promptly or raises `StoreUnavailable`.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -138,49 +139,50 @@ class Recorded:
     cancel_requested: bool
 
 
-class DatasetWatch:
-    """Whether Redis still holds the data it held when this process last looked.
+class ServerWatch:
+    """Which Redis server process answers, and whether it changed a moment ago.
 
-    Redis carries a marker, set with a new value whenever the first scan (or a
-    written-back one) lands in an empty Redis. A marker gone, or back with
-    another value, means Redis lost its data: for `grace` seconds misses are an
-    outage, while owners write their scans back (well within two lease
-    renewals); after that a miss is a miss again.
+    A Redis that restarted (empty, or from an append-only file that lacks its
+    last writes) or a replica that took over holds less than its predecessor
+    did. Its owners write their scans back as soon as their steward notices
+    (one tick); until `gate` seconds after this process noticed, a read that
+    finds a running scan, or none, is an outage rather than an answer that
+    could show progress going back, or a live scan as not found.
     """
 
-    def __init__(self, grace: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.grace = grace
-        self.known: str | None = None  # the marker's value when last seen
+    def __init__(self, gate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.gate = gate
+        self.run_id: str | None = None
         self._clock = clock
-        self._alarm_since: float | None = None
+        self._changed_at: float | None = None
+        self._unannounced = False
+        self._lock = threading.Lock()
 
-    def observe(self, value: str | None) -> None:
-        if self.known is not None and value != self.known and self._alarm_since is None:
-            self._alarm_since = self._clock()
-        if value is not None:
-            self.known = value
+    def note(self, run_id: str) -> None:
+        with self._lock:
+            if self.run_id is not None and run_id != self.run_id:
+                self._changed_at = self._clock()
+                self._unannounced = True
+            self.run_id = run_id
 
-    def outage(self) -> bool:
-        """True while misses must be answered as an outage."""
-        if self._alarm_since is None:
-            return False
-        if self._clock() - self._alarm_since < self.grace:
-            return True
-        self._alarm_since = None
-        return False
+    def gating(self) -> bool:
+        changed = self._changed_at
+        return changed is not None and self._clock() - changed < self.gate
 
-    def forget(self) -> None:
-        """Nothing came back within the grace: the next marker starts afresh."""
-        self.known = None
+    def take_change(self) -> bool:
+        """True once after each change (for the steward, which has the owners write back)."""
+        with self._lock:
+            changed, self._unannounced = self._unannounced, False
+        return changed
 
 
 class ScanStore:
     def __init__(
-        self, client: redis.Redis, keys: Keys, breaker: CircuitBreaker, restore_grace: float = 20.0
+        self, client: redis.Redis, keys: Keys, breaker: CircuitBreaker, restart_gate: float = 2.0
     ) -> None:
         self._client = client
-        self._dataset = DatasetWatch(restore_grace)
-        self._reads = ThreadConnections(client.connection_pool)
+        self._server = ServerWatch(restart_gate)
+        self._reads = ThreadConnections(client.connection_pool, self._greet)
         self._keys = keys
         self.breaker = breaker
         self._register = client.register_script(scripts.REGISTER)
@@ -238,7 +240,6 @@ class ScanStore:
             k.running(),
             k.pending(),
             k.scan(scan.scan_id),
-            k.dataset(),
         ]
         argv: list[str | int | float] = [
             scan.scan_id,
@@ -304,31 +305,29 @@ class ScanStore:
         return bool(self._call(lambda: self._release(keys=keys, args=argv)))
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
-        """The scan as Redis holds it; None when it has none. While Redis has just
-        lost its data, and owners are writing back their scans, a miss is
-        `StoreUnavailable`: a scan given out must not be answered "not found"."""
+        """The scan as Redis holds it; None when it has none. Just after Redis
+        changed (`ServerWatch`) only a finished scan is an answer."""
         names = RESULT_FIELDS if with_results else STATUS_FIELDS
         key = self._keys.scan(scan_id)
         raw = self._call(lambda: self._reads.execute("HMGET", key, *names))
         found = _snapshot(scan_id, dict(zip(names, raw, strict=True)))
-        if found is None:
-            self._check_dataset()
+        if (found is None or not found.status.terminal) and self._server.gating():
+            raise StoreUnavailable("store_restarted")
         return found
 
-    def watch_dataset(self) -> str | None:
-        """Look at the dataset marker (the steward does, every lease renewal)."""
-        marker = self._keys.dataset()
-        value = _text(self._call(lambda: self._reads.execute("GET", marker)))
-        self._dataset.observe(value)
-        return value
+    def server_restarted(self) -> bool:
+        """Ask the server, on this thread's connection; True once after the Redis
+        process answering changed (a restart, a failover)."""
+        self._call(lambda: self._reads.execute("PING"))
+        return self._server.take_change()
 
-    def _check_dataset(self) -> None:
-        """After a miss: an outage while Redis has just lost its data."""
-        value = self.watch_dataset()
-        if self._dataset.outage():
-            raise StoreUnavailable("store_data_lost")
-        if value is None:
-            self._dataset.forget()
+    def _greet(self, conn: Any) -> None:
+        """Every new read connection first learns which server process it reached."""
+        conn.send_command("INFO", "server")
+        info = _text(conn.read_response()) or ""
+        for line in info.splitlines():
+            if line.startswith("run_id:"):
+                self._server.note(line.split(":", 1)[1].strip())
 
     def record_strategy(
         self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str, durable: int = 0
@@ -402,7 +401,6 @@ class ScanStore:
             k.user_scans(job.user),
             k.user_active(job.user),
             k.dedup(job.user, job.params.digest()),
-            k.dataset(),
         ]
         pairs = {
             **record_fields(job.user, job.params, job.epoch, job.created_at, job.started_at),

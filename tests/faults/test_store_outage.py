@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import requests
 
+from oppscan.processes import free_port
 from oppscan.storage import EmbeddedRedis
-from tests.faults.conftest import ServerFactory
+from tests.faults.conftest import ServerFactory, scan_field
 from tests.faults.test_worker_death import assert_clean, completed
 from tests.support.polling import poll_until
 from tests.support.server import GunicornServer
@@ -87,3 +90,76 @@ def test_redis_crash_and_restart(make_server: ServerFactory, store_server: Embed
 def test_redis_hung(make_server: ServerFactory, store_server: EmbeddedRedis) -> None:
     """SIGSTOP Redis for 3 s (a hung server): requests fail within 1 s, workers survive."""
     run_outage(make_server, store_server, "redis-sigstop", crash=False)
+
+
+def restart_redis(store_server: EmbeddedRedis, data: Callable[[Path], None]) -> float:
+    """SIGKILL Redis, change its data files as `data` says, start it on them again."""
+    store_server.kill()
+    data(store_server.directory)
+    store_server.start()
+    return time.monotonic()
+
+
+def forget_everything(directory: Path) -> None:
+    for leftover in (*directory.glob("*.aof"), *directory.glob("*.rdb")):
+        leftover.unlink()
+
+
+def test_redis_restarted_without_its_data(
+    make_server: ServerFactory, store_server: EmbeddedRedis
+) -> None:
+    """Redis comes back empty mid-scan: owners write their scans back, nobody answers
+    404 meanwhile, and every scan completes with every strategy once."""
+    server = make_server(OPPSCAN_LEASE_TTL="10")
+    scans = start_scans(server, 4)
+    with Watch([server.url], scans) as watch:
+        poll_until(lambda: completed(server.redis_url, scans[0]) >= 1, 30)
+        up = restart_redis(store_server, forget_everything)
+        restored = poll_until(
+            lambda: all(scan_field(server.redis_url, s.scan_id, "status") for s in scans), 30
+        )
+        watch.wait_complete(120)
+    after = watch.counts((up, up + 30))
+    print(
+        watch.report(
+            "redis-empty-restart",
+            restored_s=round(restored, 2),
+            after_restart_503=after["503"],
+        )
+    )
+    assert_clean(watch)
+
+
+def test_redis_losing_its_last_writes(make_server: ServerFactory, tmp_path: Path) -> None:
+    """Redis crashes under `appendfsync everysec` and comes back from a copy of its
+    append-only file one second old (the writes it had not synced are gone): owners
+    write back what Redis forgot; no progress goes back, nothing is lost or repeated."""
+    server_dir = tmp_path / "everysec"
+    store = EmbeddedRedis(server_dir, port=free_port(), fsync="everysec").start()
+    try:
+        server = make_server(OPPSCAN_LEASE_TTL="10", OPPSCAN_REDIS_URL=store.url)
+        scans = start_scans(server, 4)
+        with Watch([server.url], scans) as watch:
+            poll_until(lambda: completed(store.url, scans[0]) >= 1, 30)
+            snapshot = (server_dir / "appendonly.aof").read_bytes()
+            at_copy = sum(completed(store.url, s) for s in scans)
+            poll_until(lambda: sum(completed(store.url, s) for s in scans) > at_copy + 2, 30)
+            lost = sum(completed(store.url, s) for s in scans) - at_copy
+
+            def one_second_ago(directory: Path) -> None:
+                (directory / "appendonly.aof").write_bytes(snapshot)
+
+            up = restart_redis(store, one_second_ago)
+            watch.wait_complete(120)
+        after = watch.counts((up, up + 30))
+        print(
+            watch.report(
+                "redis-lost-last-writes",
+                results_forgotten=lost,
+                after_restart_503=after["503"],
+            )
+        )
+        assert lost > 0
+        assert_clean(watch)
+    finally:
+        store.stop()

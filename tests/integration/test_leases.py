@@ -13,10 +13,12 @@ import redis
 
 from oppscan.actors import first_snapshot
 from oppscan.model import Epoch, ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
+from oppscan.processes import free_port
 from oppscan.runtime import Runtime, start_runtime, stop_runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
 from oppscan.storage import (
+    EmbeddedRedis,
     Keys,
     NewScan,
     Recorded,
@@ -319,39 +321,34 @@ def test_an_owner_finds_out_when_redis_lost_its_last_writes(
     assert (2, 1) == (recorded.completed, recorded.found)
 
 
-def test_a_miss_just_after_redis_lost_its_data_is_an_outage(redis_url: str) -> None:
-    """Once Redis held scans, a miss after it lost them is 503 for the grace period
-    (owners write theirs back meanwhile), then a plain miss again."""
-    store = open_store(redis_url, "oppscan:", 0.5, restore_grace=0.5)
-    fresh = open_store(redis_url, "oppscan:", 0.5, restore_grace=0.5)
-    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
-    store.register(scan, 60_000)
-    store.watch_dataset()  # as the steward does
-    redis.Redis.from_url(redis_url).flushall()
-    with pytest.raises(StoreUnavailable):
-        store.read(scan.scan_id)
-    assert None is fresh.read(scan.scan_id), "a process that never saw the data: a miss"
+def test_reads_just_after_redis_changed_are_an_outage(tmp_path: Path) -> None:
+    """Redis restarted (here: without its data): for the gate, a running scan or a miss
+    is 503, while owners write back; the steward's check says so once; then reads answer."""
+    server = EmbeddedRedis(tmp_path / "redis", port=free_port()).start()
+    try:
+        store = open_store(server.url, "oppscan:", 0.5, restart_gate=1.0)
+        scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+        store.register(scan, 60_000)
+        assert False is store.server_restarted()
+        assert store.read(scan.scan_id) is not None
+        server.kill()
+        for leftover in (tmp_path / "redis").glob("*.aof"):
+            leftover.unlink()
+        server.start()
+        with pytest.raises(StoreUnavailable):
+            store.read(scan.scan_id)
+        assert (True, False) == (store.server_restarted(), store.server_restarted())
 
-    def plain_miss() -> bool:
-        try:
-            return store.read(scan.scan_id) is None
-        except StoreUnavailable:
-            return False
+        def answered() -> bool:
+            try:
+                return store.read(scan.scan_id) is None
+            except StoreUnavailable:
+                return False
 
-    poll(plain_miss, 5)
-
-
-def test_a_marker_set_anew_is_noticed_too(redis_url: str) -> None:
-    """Redis lost its data and a scan already landed again (a new marker): misses are
-    still an outage while the other owners write theirs back."""
-    store = open_store(redis_url, "oppscan:", 0.5, restore_grace=30)
-    first = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
-    store.register(first, 60_000)
-    store.watch_dataset()
-    redis.Redis.from_url(redis_url).flushall()
-    store.register(NewScan(new_scan_id(), "bob", PARAMS, now_iso(), "a:1"), 60_000)
-    with pytest.raises(StoreUnavailable):
-        store.read(first.scan_id)
+        poll(answered, 5)
+        store.close()
+    finally:
+        server.stop()
 
 
 def test_a_quick_stop_releases_at_once_without_waiting_for_strategies(

@@ -35,8 +35,3 @@ def test_prefix_is_configurable_and_has_no_double_colon() -> None:
     keys = Keys("tenant7:")
     assert "tenant7:scan:{x}" == keys.scan("x")
     assert "::" not in keys.dedup("u", "d") + keys.user_scans("u") + keys.running()
-
-
-def test_dataset_marker_key() -> None:
-    """One marker says that Redis still holds oppscan's data."""
-    assert "oppscan:dataset" == Keys().dataset()
