@@ -23,6 +23,8 @@ from oppscan.service import ScanNotFound, ScanService
 from oppscan.settings import Settings
 from oppscan.storage import EmbeddedRedis, Keys, StoreUnavailable, open_store
 from oppscan.strategies import available_strategies
+from tests.faults.conftest import scan_field
+from tests.integration.test_leases import settings as lease_settings
 from tests.support.polling import poll_until
 
 ALL = tuple(sorted(available_strategies()))
@@ -30,13 +32,10 @@ SLOW = ScanParams(ALL, ("BTC-USD", "ETH-USD", "SOL-USD"), "1h")
 
 
 def settings(redis_url: str, data_dir: Path, **changes: object) -> Settings:
-    base: dict[str, object] = {
-        "redis_url": redis_url,
-        "data_dir": data_dir,
-        "synthetic_latency_ms": 100.0,
-        "lease_ttl": 2.0,
-    }
-    return Settings(**{**base, **changes})  # type: ignore[arg-type]
+    """Strategies slowed to 100 ms per market-data fetch, leases of 2 s."""
+    return lease_settings(
+        redis_url, data_dir, **{"synthetic_latency_ms": 100.0, "lease_ttl": 2.0, **changes}
+    )
 
 
 @pytest.fixture
@@ -53,16 +52,8 @@ def start(runtimes: list[Runtime], config: Settings) -> ScanService:
     return ScanService(runtime)
 
 
-def field(redis_url: str, scan_id: str, name: str) -> str:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        return str(client.hget(Keys().scan(scan_id), name) or "")
-    finally:
-        client.close()
-
-
 def completed(redis_url: str, scan_id: str) -> int:
-    return int(field(redis_url, scan_id, "completed") or 0)
+    return int(scan_field(redis_url, scan_id, "completed") or 0)
 
 
 def live_scan_actors(scan_id: str) -> int:
@@ -99,9 +90,9 @@ def test_a_scan_claimed_again_by_its_own_worker_runs_under_one_actor(
     job = store.claim(scan_id, "other:2", 60_000, "other")
     assert job is not None
     assert store.release(scan_id, job.epoch)
-    poll_until(lambda: field(redis_url, scan_id, "owner").endswith(f":{os.getpid()}"), 10)
+    poll_until(lambda: scan_field(redis_url, scan_id, "owner").endswith(f":{os.getpid()}"), 10)
     assert ScanStatus.COMPLETE == wait_terminal(service, scan_id, 60)
-    assert ("3", 4) == (field(redis_url, scan_id, "epoch"), completed(redis_url, scan_id))
+    assert ("3", 4) == (scan_field(redis_url, scan_id, "epoch"), completed(redis_url, scan_id))
     poll_until(lambda: live_scan_actors(scan_id) == 0, 10)
     stop_runtime(runtimes.pop())
     assert [] == [t.name for t in threading.enumerate() if "ScanActor" in t.name]
