@@ -78,7 +78,7 @@ def start_runtime(
             schedule=schedule_with_timer,
             worker=worker,
             lease_ms=settings.lease_ms,
-            holds_lease=lambda scan_id: view.local(scan_id) is not None,
+            holds_lease=view.holds,
         )
 
     registry = registry_proxy(

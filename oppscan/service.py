@@ -166,9 +166,7 @@ class ScanService:
         local = self._view.local(scan_id)
         if local is not None:
             with contextlib.suppress(pykka.ActorDeadError):
-                cancelled: ScanSnapshot | None = self._ask(local.proxy.cancel())
-                if cancelled is not None:
-                    return Answer(cancelled, "actor")
+                self._ask(local.proxy.cancel())  # at once, rather than at the next renewal
         return self._lookup(user, scan_id, with_results=False)
 
     def _cancel_queued(self, scan_id: str) -> None:

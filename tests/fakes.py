@@ -15,6 +15,7 @@ from oppscan.storage import (
     NewScan,
     Recorded,
     Registration,
+    Restored,
     StoreUnavailable,
     Written,
 )
@@ -103,8 +104,10 @@ class FakeStore:
             for sid, epoch in leases
         ]
 
-    def release(self, scan_id: str, epoch: Epoch) -> bool:
+    def release(self, scan_id: str, epoch: Epoch) -> bool | Written:
         self._enter("release")
+        if scan_id not in self.records:
+            return Written.FORGOTTEN
         return self.records[scan_id].epoch == epoch
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
@@ -132,6 +135,7 @@ class FakeStore:
                 updated_at=updated_at,
             )
         s = record.snapshot
+        self._answer_lost("record_strategy")
         return Recorded(s.completed, s.found, s.updated_at, record.cancel)
 
     def finish(self, snapshot: ScanSnapshot, epoch: Epoch, digest: str, ttl: int) -> Written | None:
@@ -152,10 +156,16 @@ class FakeStore:
         done: Sequence[StrategyResult],
         updated_at: str,
         lease_ms: int,
-    ) -> bool:
+        recreate: bool = True,
+    ) -> Restored:
         self._enter("restore")
-        if job.scan_id in self.records and self.records[job.scan_id].epoch != job.epoch:
-            return False
+        known = self.records.get(job.scan_id)
+        if known is not None and known.epoch != job.epoch:
+            return Restored.FENCED
+        if known is not None and known.snapshot.status.terminal:
+            return Restored.FINISHED
+        if known is None and not recreate:
+            return Restored.NOT_OURS
         total = len(job.params.strategies)
         found = sum(len(r.opportunities) for r in done)
         snapshot = ScanSnapshot(
@@ -171,7 +181,7 @@ class FakeStore:
         record = FakeRecord(snapshot, job.epoch, job.params.digest())
         record.strategies = {r.name: r for r in done}
         self.records[job.scan_id] = record
-        return True
+        return Restored.WRITTEN
 
     def server_restarted(self) -> bool:
         self._enter("server_restarted")

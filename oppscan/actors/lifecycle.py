@@ -22,7 +22,9 @@ The phases and the only transitions between them::
 - FINISHED, RELEASED, FENCED: the actor stops, and its registry hears why.
 
 Orthogonal to the phase: a write failed (the store is down: wait for the
-retry), and Redis forgot the owner's claim (write the record back first).
+retry), its answer was lost so Redis may hold it (it is written again before
+the final write, so that the final document counts it), and Redis forgot the
+owner's claim (write the record back first).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class ScanLifecycle:
         self.outstanding: set[str] = set()  # submitted, not yet reported
         self.outcome: tuple[ScanStatus, str | None] | None = None
         self.store_down = False  # a write failed; the next retry tries again
+        self.in_doubt = False  # unsaved[0]'s write timed out: Redis may hold it
         self.forgotten = False  # Redis lost this owner's record
         self.handing_off = False  # the worker is stopping
         self.stopped = False  # STOP was taken
@@ -98,10 +101,10 @@ class ScanLifecycle:
             return Step.WAIT
         if self.forgotten:
             return Step.RESTORE
-        if self.phase is Phase.CLOSING:
-            return Step.WRITE_FINAL
         if self.unsaved:
             return Step.WRITE_RESULT
+        if self.phase is Phase.CLOSING:
+            return Step.WRITE_FINAL
         if self.phase is Phase.RELEASING and not self.outstanding:
             return Step.RELEASE_LEASE
         return Step.WAIT
@@ -193,6 +196,9 @@ class ScanLifecycle:
     def result_written(self, cancel_requested: bool) -> None:
         result = self.unsaved.pop(0)
         self.durable[result.name] = result
+        self.in_doubt = False
+        if self.phase is Phase.CLOSING:
+            return  # a write in doubt, made sure of before the final one
         if cancel_requested and len(self.durable) < self.total:
             self.cancel()
         else:
@@ -207,8 +213,10 @@ class ScanLifecycle:
     def restored(self) -> None:
         self.forgotten = False
 
-    def write_failed(self) -> None:
+    def write_failed(self, maybe_applied: bool = False) -> None:
+        """`maybe_applied`: the answer timed out, so Redis may hold the write."""
         self.store_down = True
+        self.in_doubt = self.in_doubt or (maybe_applied and bool(self.unsaved))
         if self.handing_off and self.phase in (Phase.RELEASING, Phase.CLOSING):
             self._move(Phase.RELEASED)
 
@@ -227,7 +235,9 @@ class ScanLifecycle:
     def _close(self, status: ScanStatus, error: str | None) -> None:
         self._move(Phase.CLOSING)
         self.outcome = (status, error)
-        self.unsaved.clear()
+        # Results not yet durable are dropped, but one Redis may hold already is
+        # written again: the final document must count what Redis counts.
+        del self.unsaved[1 if self.in_doubt else 0 :]
 
     def _move(self, to: Phase) -> None:
         if to not in TRANSITIONS[self.phase]:
@@ -235,3 +245,4 @@ class ScanLifecycle:
         self.phase = to
         if to.over:
             self.unsaved.clear()  # nobody writes them any more
+            self.in_doubt = False

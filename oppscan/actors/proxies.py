@@ -33,7 +33,7 @@ class ScanActorProxy(Protocol):
     @property
     def actor_ref(self) -> pykka.ActorRef[Any]: ...
 
-    cancel: Message[[], ScanSnapshot | None]
+    cancel: Message[[], None]
     release: Message[[], threading.Event]
     release_now: Message[[], None]
     lost: Message[[], None]

@@ -29,7 +29,7 @@ from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, SCANS_FINISHED, STRATEGY_SECONDS
 from oppscan.model import Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.results import build_results
-from oppscan.storage import Recorded, Store, StoreUnavailable, Written
+from oppscan.storage import Recorded, Restored, Store, StoreUnavailable, Written
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ class ScanDeps:
     schedule: Callable[[float, Callable[[], Any]], Any]
     worker: str = "local"
     lease_ms: int = 10_000
-    holds_lease: Callable[[str], bool] = lambda _scan_id: True
+    holds_lease: Callable[[str, Epoch], bool] = lambda _scan_id, _epoch: True
 
 
 def schedule_with_timer(delay: float, action: Callable[[], Any]) -> threading.Timer:
@@ -152,14 +152,13 @@ class ScanActor(pykka.ThreadingActor):
 
     # -- asked -----------------------------------------------------------
 
-    def cancel(self) -> ScanSnapshot | None:
+    def cancel(self) -> None:
         """Stop at the next strategy boundary and record the scan as cancelled.
 
-        The cancel is in Redis already. None when this actor no longer owns the scan.
+        The cancel is in Redis already; readers see its outcome through the cell.
         """
         self._life.cancel()
         self._run()
-        return None if self._life.phase in (Phase.RELEASED, Phase.FENCED) else self._snapshot
 
     def release(self) -> threading.Event:
         """Hand the scan off (worker stopping) at a strategy boundary.
@@ -228,7 +227,7 @@ class ScanActor(pykka.ThreadingActor):
                 self._take(step)
             except StoreUnavailable as exc:
                 self._log.warning("scan_write_deferred", failure_reason=exc.reason)
-                self._life.write_failed()
+                self._life.write_failed(maybe_applied=exc.reason == "TimeoutError")
                 self._schedule_retry()
             if self._life.phase not in (Phase.RUNNING, Phase.RELEASING):
                 self._cancel_futures()
@@ -278,12 +277,17 @@ class ScanActor(pykka.ThreadingActor):
             )
             if outcome is not None:
                 return self._not_written(outcome)
-            self._snapshot = final
-            self._cell.publish(final)
+            self._published_final()
+        return None
+
+    def _published_final(self) -> None:
+        """Called inside `writing()`, once the final write is surely in Redis."""
+        final = self._final = self._final or self._final_snapshot()
+        self._snapshot = final
+        self._cell.publish(final)
         self._life.final_written()
         SCANS_FINISHED.labels(final.status.value).inc()
         self._log.info("scan_finished", status=final.status.value, completed=final.completed)
-        return None
 
     def _not_written(self, outcome: Written) -> None:
         """Called inside `writing()`: fenced, readers go to Redis; forgotten, we write back."""
@@ -295,26 +299,31 @@ class ScanActor(pykka.ThreadingActor):
             self._life.record_forgotten()
 
     def _restore(self) -> None:
-        """Write back the record Redis lost, if our lease surely held until now."""
-        if not self._deps.holds_lease(self._job.scan_id):
-            self._log.warning("scan_fenced", failure_reason="record_lost_after_lease")
-            self._life.fenced()
-            return
+        """Write back what Redis lost; a record that is gone is made anew only while
+        our lease surely held."""
         restored = self._deps.store.restore(
             self._job,
             self._deps.worker,
             tuple(self._life.durable.values()),
             self._snapshot.updated_at,
             self._deps.lease_ms,
+            recreate=self._deps.holds_lease(self._job.scan_id, self._job.epoch),
         )
-        if restored:
-            self._log.warning("scan_record_restored", completed=len(self._life.durable))
+        if restored is Restored.WRITTEN:
+            self._log.info("scan_record_restored", completed=len(self._life.durable))
             self._life.restored()
+        elif restored is Restored.FINISHED and self._life.phase is Phase.CLOSING:
+            with self._cell.writing():  # our final write had landed; its answer was lost
+                self._published_final()
         else:
+            self._log.warning("scan_fenced", failure_reason=f"restore_{restored.value}")
             self._life.fenced()
 
     def _release_lease(self) -> None:
         released = self._deps.store.release(self._job.scan_id, self._job.epoch)
+        if released is Written.FORGOTTEN:
+            self._life.record_forgotten()  # write it back, then hand it off
+            return
         self._log.info("lease_released", handed_off=released, completed=len(self._life.durable))
         LEASES.labels("released").inc()
         self._life.lease_released()

@@ -147,6 +147,11 @@ class RegistryView:
         owned = self._owned.get(scan_id)
         return owned if owned is not None and time.monotonic() < owned.lease_until else None
 
+    def holds(self, scan_id: str, epoch: Epoch) -> bool:
+        """True while this worker surely holds the lease of that epoch of the scan."""
+        local = self.local(scan_id)
+        return local is not None and local.epoch == epoch
+
     def owned(self) -> Mapping[str, Owned]:
         return self._owned
 

@@ -9,6 +9,7 @@ from oppscan.storage.store import (
     NewScan,
     Recorded,
     Registration,
+    Restored,
     ScanStore,
     Written,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "NewScan",
     "Recorded",
     "Registration",
+    "Restored",
     "ScanStore",
     "Store",
     "StoreUnavailable",

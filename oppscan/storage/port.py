@@ -11,7 +11,14 @@ from typing import Protocol
 
 from oppscan.model import Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult
 from oppscan.storage.client import CircuitBreaker
-from oppscan.storage.store import LeaseState, NewScan, Recorded, Registration, Written
+from oppscan.storage.store import (
+    LeaseState,
+    NewScan,
+    Recorded,
+    Registration,
+    Restored,
+    Written,
+)
 
 
 class Store(Protocol):
@@ -35,7 +42,7 @@ class Store(Protocol):
 
     def renew(self, leases: Sequence[tuple[str, Epoch]], lease_ms: int) -> list[LeaseState]: ...
 
-    def release(self, scan_id: str, epoch: Epoch) -> bool: ...
+    def release(self, scan_id: str, epoch: Epoch) -> bool | Written: ...
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None: ...
 
@@ -56,7 +63,8 @@ class Store(Protocol):
         done: Sequence[StrategyResult],
         updated_at: str,
         lease_ms: int,
-    ) -> bool: ...
+        recreate: bool = True,
+    ) -> Restored: ...
 
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None: ...
 

@@ -170,10 +170,13 @@ return out
 
 # KEYS: scan, running. ARGV: scan_id, epoch, tag.
 # Hands the scan back at once: its lease lapses now, so any worker may claim it.
+# Returns 1 handed back, 0 not ours, -1 Redis forgot the claim (write it back first).
 RELEASE = (
     STANDING
     + """
-if standing(KEYS[1], ARGV[2], ARGV[3]) ~= 'ours' then return 0 end
+local st = standing(KEYS[1], ARGV[2], ARGV[3])
+if st == 'lost' then return -1 end
+if st ~= 'ours' then return 0 end
 redis.call('HSET', KEYS[1], 'lease', '0', 'owner', '')
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
@@ -260,19 +263,28 @@ return 1
 """
 )
 
-# KEYS: scan, running, user_scans, user_active, dedup.
-# ARGV: scan_id, lease ttl ms, epoch, tag, index score, field, value, ...
+# KEYS: scan, running, user_scans, user_active, dedup, pending.
+# ARGV: scan_id, lease ttl ms, epoch, tag, index score, may recreate (1/0),
+#       updated_at, field, value, ...
 # Writes back a running scan's record that Redis lost, whole or in part
 # (restarted without its data, or lost its last writes): the owner's fields and
-# every result it holds. Counts are taken from every recorded strategy. Returns
-# 1 written back, 0 fenced off (another owner holds it, or it finished).
+# every result it holds. Counts are taken from every recorded strategy;
+# `updated_at` only moves forward. A record that is gone, or older than the
+# owner's claim, is recreated only when the owner may (its lease surely held).
+# Returns 1 written back, 2 finished by this owner already, 0 fenced off
+# (another owner holds it, or someone else finished it), -1 lost and not ours to
+# recreate.
 RESTORE = (
     NOW_MS
     + STANDING
+    + LATER
     + """
 local st = standing(KEYS[1], ARGV[3], ARGV[4])
+if st == 'done' then return 2 end
+if st == 'lost' and ARGV[6] ~= '1' then return -1 end
 if st ~= 'ours' and st ~= 'lost' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+local stamp = later(redis.call('HGET', KEYS[1], 'updated_at'), ARGV[7])
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 local completed, found = 0, 0
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
@@ -282,8 +294,10 @@ for i = 1, #all, 2 do
   end
 end
 local deadline = now_ms() + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'completed', completed, 'found', found, 'lease', deadline)
+redis.call('HSET', KEYS[1], 'completed', completed, 'found', found, 'lease', deadline,
+           'updated_at', stamp)
 redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('SADD', KEYS[4], ARGV[1])

@@ -109,6 +109,18 @@ class Written(Enum):
 WRITE_CODES = {0: Written.FENCED, -1: Written.FORGOTTEN}
 
 
+class Restored(Enum):
+    """What writing a record back did."""
+
+    WRITTEN = "written"
+    FINISHED = "finished"  # this owner's final write had landed after all
+    FENCED = "fenced"  # another owner holds the scan, or someone else finished it
+    NOT_OURS = "not_ours"  # gone, and the owner's lease did not surely hold: not recreated
+
+
+RESTORE_CODES = {1: Restored.WRITTEN, 2: Restored.FINISHED, 0: Restored.FENCED}
+
+
 @dataclass(frozen=True)
 class Registration:
     """What `register` did: `created` a scan, `joined` or `reused` one, or was `limited`."""
@@ -155,17 +167,25 @@ class ServerWatch:
         self.run_id: str | None = None
         self._clock = clock
         self._changed_at: float | None = None
+        self._fresh = False  # changed, and no read answered since
         self._unannounced = False
         self._lock = threading.Lock()
 
     def note(self, run_id: str) -> None:
         with self._lock:
             if self.run_id is not None and run_id != self.run_id:
-                self._changed_at = self._clock()
+                self._changed_at = None  # starts with the first read it answers
+                self._fresh = True
                 self._unannounced = True
             self.run_id = run_id
 
     def gating(self) -> bool:
+        """Called after a read was answered: the gate runs from the first such read
+        after a change (a Redis still loading its data answers none)."""
+        if self._fresh:
+            with self._lock:
+                if self._fresh:
+                    self._fresh, self._changed_at = False, self._clock()
         changed = self._changed_at
         return changed is not None and self._clock() - changed < self.gate
 
@@ -298,11 +318,13 @@ class ScanStore:
             for (sid, epoch), code in zip(leases, raw, strict=True)
         ]
 
-    def release(self, scan_id: str, epoch: Epoch) -> bool:
-        """Give the scan back so that another worker claims it at once."""
+    def release(self, scan_id: str, epoch: Epoch) -> bool | Written:
+        """Give the scan back so that another worker claims it at once: True when
+        handed back, False when not ours, FORGOTTEN when Redis lost the claim."""
         keys = [self._keys.scan(scan_id), self._keys.running()]
         argv: list[str | int] = [scan_id, epoch.number, epoch.tag]
-        return bool(self._call(lambda: self._release(keys=keys, args=argv)))
+        code = int(self._call(lambda: self._release(keys=keys, args=argv)))
+        return Written.FORGOTTEN if code < 0 else code == 1
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
         """The scan as Redis holds it; None when it has none. Just after Redis
@@ -311,7 +333,8 @@ class ScanStore:
         key = self._keys.scan(scan_id)
         raw = self._call(lambda: self._reads.execute("HMGET", key, *names))
         found = _snapshot(scan_id, dict(zip(names, raw, strict=True)))
-        if (found is None or not found.status.terminal) and self._server.gating():
+        gated = self._server.gating()
+        if gated and (found is None or not found.status.terminal):
             raise StoreUnavailable("store_restarted")
         return found
 
@@ -391,9 +414,11 @@ class ScanStore:
         done: Sequence[StrategyResult],
         updated_at: str,
         lease_ms: int,
-    ) -> bool:
-        """Write back the record of a running scan that Redis lost, with the results
-        `done`; False when another owner holds it or it finished."""
+        recreate: bool = True,
+    ) -> Restored:
+        """Write back the record of a running scan that Redis lost, whole or in part,
+        with the results `done`. `recreate`: the owner's lease surely held, so a
+        record that is gone or older than its claim may be made anew."""
         k = self._keys
         keys = [
             k.scan(job.scan_id),
@@ -401,11 +426,11 @@ class ScanStore:
             k.user_scans(job.user),
             k.user_active(job.user),
             k.dedup(job.user, job.params.digest()),
+            k.pending(),
         ]
         pairs = {
             **record_fields(job.user, job.params, job.epoch, job.created_at, job.started_at),
             "status": ScanStatus.SCANNING.value,
-            "updated_at": updated_at,
             "owner": owner,
             **{"s:" + r.name: r.to_json() for r in done},
         }
@@ -415,14 +440,21 @@ class ScanStore:
             job.epoch.number,
             job.epoch.tag,
             parse_iso(job.created_at).timestamp(),
+            int(recreate),
+            updated_at,
             *(item for pair in pairs.items() for item in pair),
         ]
-        return int(self._call(lambda: self._restore(keys=keys, args=argv))) != 0
+        code = int(self._call(lambda: self._restore(keys=keys, args=argv)))
+        return RESTORE_CODES.get(code, Restored.NOT_OURS)
 
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None:
+        """Flag the scan for cancel; its status, or None when no such scan of `user`
+        (an outage while Redis has just changed, as for reads)."""
         keys = [self._keys.scan(scan_id)]
         raw = self._call(lambda: self._cancel(keys=keys, args=[user]))
         text = _text(raw)
+        if text is None and self._server.gating():
+            raise StoreUnavailable("store_restarted")
         return ScanStatus(text) if text else None
 
     def list_scans(self, user: str, limit: int) -> list[ScanSnapshot]:

@@ -89,7 +89,7 @@ def test_a_scan_claimed_again_by_its_own_worker_runs_under_one_actor(
     store = open_store(redis_url, "oppscan:", 0.5)
     job = store.claim(scan_id, "other:2", 60_000, "other")
     assert job is not None
-    assert store.release(scan_id, job.epoch)
+    assert True is store.release(scan_id, job.epoch)
     poll_until(lambda: scan_field(redis_url, scan_id, "owner").endswith(f":{os.getpid()}"), 10)
     assert ScanStatus.COMPLETE == wait_terminal(service, scan_id, 60)
     assert ("3", 4) == (scan_field(redis_url, scan_id, "epoch"), completed(redis_url, scan_id))

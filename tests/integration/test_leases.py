@@ -22,6 +22,7 @@ from oppscan.storage import (
     Keys,
     NewScan,
     Recorded,
+    Restored,
     ScanStore,
     StoreUnavailable,
     Written,
@@ -115,7 +116,7 @@ def test_a_takeover_keeps_the_records_updated_at(store: ScanStore) -> None:
     store.register(scan, 60_000)
     later = "2026-01-01T00:00:05.000Z"
     store.record_strategy(scan.scan_id, scan.epoch, StrategyResult("momentum", "ok", (), 1), later)
-    assert store.release(scan.scan_id, scan.epoch)
+    assert True is store.release(scan.scan_id, scan.epoch)
     job = store.claim(scan.scan_id, "b:2", 60_000, "b")
     assert job is not None
     assert later == first_snapshot(job).updated_at
@@ -131,7 +132,7 @@ def test_an_owner_writes_back_a_record_redis_lost(store: ScanStore, raw: redis.R
     raw.flushall()
     late = StrategyResult("rsi_reversal", "ok", (), 1)
     assert Written.FORGOTTEN is store.record_strategy(scan.scan_id, scan.epoch, late, now_iso())
-    assert store.restore(scan.job(), "a:1", (done,), now_iso(), 60_000)
+    assert Restored.WRITTEN is store.restore(scan.job(), "a:1", (done,), now_iso(), 60_000)
     recorded = store.record_strategy(scan.scan_id, scan.epoch, late, now_iso())
     assert isinstance(recorded, Recorded)
     assert (2, 1) == (recorded.completed, recorded.found)
@@ -145,7 +146,7 @@ def test_a_restore_never_overwrites_another_owner(store: ScanStore) -> None:
     poll(lambda: store.claimable(10) == [scan_id])
     assert store.claim(scan_id, "b:2", 60_000, "b") is not None
     job = NewScan(scan_id, "alice", PARAMS, now_iso(), "a:1", first).job()
-    assert not store.restore(job, "a:1", (), now_iso(), 60_000)
+    assert Restored.FENCED is store.restore(job, "a:1", (), now_iso(), 60_000)
 
 
 def test_renewal_reports_lost_leases_and_cancel_requests(store: ScanStore) -> None:
@@ -172,7 +173,7 @@ def test_renewal_says_when_redis_forgot_a_claim(store: ScanStore, raw: redis.Red
 def test_released_scan_is_claimable_at_once(store: ScanStore) -> None:
     """A hand-off makes the scan claimable without waiting for the lease to lapse."""
     scan_id, epoch = owned(store, 60_000)
-    assert store.release(scan_id, epoch)
+    assert True is store.release(scan_id, epoch)
     assert [scan_id] == store.claimable(10)
     job = store.claim(scan_id, "b:2", 60_000, "b")
     assert job is not None
@@ -315,7 +316,7 @@ def test_an_owner_finds_out_when_redis_lost_its_last_writes(
     late = StrategyResult("rsi_reversal", "ok", (), 1)
     lost = store.record_strategy(scan.scan_id, scan.epoch, late, now_iso(), durable=1)
     assert Written.FORGOTTEN is lost
-    assert store.restore(scan.job(), "a:1", (done,), now_iso(), 60_000)
+    assert Restored.WRITTEN is store.restore(scan.job(), "a:1", (done,), now_iso(), 60_000)
     recorded = store.record_strategy(scan.scan_id, scan.epoch, late, now_iso(), durable=1)
     assert isinstance(recorded, Recorded)
     assert (2, 1) == (recorded.completed, recorded.found)
@@ -337,6 +338,8 @@ def test_reads_just_after_redis_changed_are_an_outage(tmp_path: Path) -> None:
         server.start()
         with pytest.raises(StoreUnavailable):
             store.read(scan.scan_id)
+        with pytest.raises(StoreUnavailable):
+            store.request_cancel(scan.scan_id, "alice")  # no record yet: not "not found"
         assert (True, False) == (store.server_restarted(), store.server_restarted())
 
         def answered() -> bool:
@@ -366,3 +369,56 @@ def test_a_quick_stop_releases_at_once_without_waiting_for_strategies(
     assert ("", "scanning") == tuple(client.hmget(Keys().scan(scan_id), "owner", "status"))
     client.close()
     assert took < 1.0
+
+
+def test_a_write_back_never_moves_updated_at_back(store: ScanStore, raw: redis.Redis) -> None:
+    """The owner writes back with an older stamp than Redis holds: the later one stays."""
+    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    store.register(scan, 60_000)
+    later = "2999-01-01T00:00:00.000Z"
+    store.record_strategy(scan.scan_id, scan.epoch, StrategyResult("momentum", "ok", (), 1), later)
+    older = "2000-01-01T00:00:00.000Z"
+    assert Restored.WRITTEN is store.restore(scan.job(), "a:1", (), older, 60_000)
+    snapshot = store.read(scan.scan_id)
+    assert snapshot is not None
+    assert (later, 1) == (snapshot.updated_at, snapshot.completed)
+
+
+def test_a_write_back_needs_the_lease_to_recreate(store: ScanStore) -> None:
+    """A record that is gone is made anew only by an owner whose lease surely held."""
+    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    restored = store.restore(scan.job(), "a:1", (), now_iso(), 60_000, recreate=False)
+    assert (Restored.NOT_OURS, None) == (restored, store.read(scan.scan_id))
+
+
+def test_a_write_back_after_the_final_write_landed_says_finished(store: ScanStore) -> None:
+    """The final write landed but its answer was lost: a write-back reports it finished."""
+    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    store.register(scan, 60_000)
+    snapshot = store.read(scan.scan_id)
+    assert snapshot is not None
+    final = replace(snapshot, status=ScanStatus.CANCELLED, completed_at=now_iso(), results=b"{}")
+    assert None is store.finish(final, scan.epoch, PARAMS.digest(), 60)
+    assert Restored.FINISHED is store.restore(scan.job(), "a:1", (), now_iso(), 60_000)
+
+
+def test_a_write_back_of_a_claim_redis_forgot_leaves_the_queue(
+    store: ScanStore, raw: redis.Redis
+) -> None:
+    """Redis forgot the claim of a queued scan: written back, it is no longer queued."""
+    scan_id = new_scan_id()
+    store.register(NewScan(scan_id, "alice", PARAMS, now_iso(), None), 60_000)
+    before = raw.dump(Keys().scan(scan_id))
+    job = store.claim(scan_id, "b:2", 60_000, "b")
+    assert job is not None
+    raw.restore(Keys().scan(scan_id), 0, before, replace=True)
+    raw.zadd(Keys().pending(), {scan_id: 1})
+    assert Restored.WRITTEN is store.restore(job, "b:2", (), now_iso(), 60_000)
+    assert (None, []) == (raw.zscore(Keys().pending(), scan_id), store.claimable(10))
+
+
+def test_a_hand_off_of_a_record_redis_forgot_says_so(store: ScanStore, raw: redis.Redis) -> None:
+    """Releasing a lease whose record is gone asks for the write-back, not silence."""
+    scan_id, epoch = owned(store, 60_000)
+    raw.delete(Keys().scan(scan_id))
+    assert Written.FORGOTTEN is store.release(scan_id, epoch)

@@ -209,7 +209,7 @@ def test_strategy_results_round_trip(store: ScanStore) -> None:
     create(store, scan)
     written = result("momentum", 3)
     store.record_strategy(scan.scan_id, scan.epoch, written, now_iso())
-    assert store.release(scan.scan_id, scan.epoch)
+    assert True is store.release(scan.scan_id, scan.epoch)
     resumed = store.claim(scan.scan_id, "heir:2", LEASE_MS, "heir")
     assert resumed is not None
     assert (written,) == resumed.done

@@ -155,9 +155,11 @@ def test_cancel_stops_at_a_strategy_boundary(pools: Pools) -> None:
     """Cancel records the scan as cancelled with the results that were durable."""
     store, recorder = FakeStore(), Recorder()
     gate = threading.Event()
-    ref = start(store, [FakeStrategy("held", gate=gate)], pools, recorder).ref
-    snap = scan_proxy(ref).cancel().get(timeout=5)
+    started = start(store, [FakeStrategy("held", gate=gate)], pools, recorder)
+    scan_proxy(started.ref).cancel().get(timeout=5)
+    snap = started.cell.read(timeout=1)
     gate.set()
+    assert snap is not None
     assert ScanStatus.CANCELLED == snap.status
     assert recorder.done.wait(10)
     assert (ScanStatus.CANCELLED, 0) == (
@@ -381,3 +383,22 @@ def test_an_actor_that_cannot_start_records_its_scan_as_failed() -> None:
     stored = store.records[job.scan_id].snapshot
     assert (ScanStatus.FAILED, "internal error") == (stored.status, stored.error)
     assert stored == cell.read(timeout=1)
+
+
+def test_a_write_whose_answer_was_lost_is_counted_in_the_final_document(pools: Pools) -> None:
+    """A result's write times out but landed; a cancel then closes the scan: the final
+    document counts that result, as Redis does, and no reader sees progress go back."""
+    store, recorder, retries = FakeStore(), Recorder(), HeldRetries()
+    store.applied_then_timeout = {"record_strategy"}
+    gate = threading.Event()
+    strategies = [FakeStrategy("a", 1), FakeStrategy("held", gate=gate)]
+    started = start(store, strategies, pools, recorder, schedule=retries)
+    assert retries.scheduled.wait(10)  # the write of "a" landed, its answer was lost
+    assert 1 == store.records[started.job.scan_id].snapshot.completed
+    scan_proxy(started.ref).cancel().get(timeout=5)
+    retries.run()
+    assert recorder.done.wait(10)
+    gate.set()
+    final = recorder.finished[0]
+    assert (ScanStatus.CANCELLED, 1) == (final.status, final.completed)
+    assert b'"strategies_completed":1' in (final.results or b"")
