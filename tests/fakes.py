@@ -41,9 +41,11 @@ class FakeStore:
         self.outage_reason = "ConnectionError"  # or "TimeoutError": sent, maybe applied
         self.rate_wait = 0  # seconds hit_rate answers; 0: within the limit
         self.applied_then_timeout: set[str] = set()  # calls that land, then time out once
+        self.calls: list[str] = []
         self.breaker = CircuitBreaker()
 
     def _enter(self, name: str) -> None:
+        self.calls.append(name)
         if self.outages > 0:
             self.outages -= 1
             raise StoreUnavailable(self.outage_reason)
@@ -99,10 +101,13 @@ class FakeStore:
 
     def renew(self, leases: Sequence[tuple[str, Epoch]], lease_ms: int) -> list[LeaseState]:
         self._enter("renew")
-        return [
-            LeaseState(sid, epoch, self.records[sid].epoch == epoch, self.records[sid].cancel)
-            for sid, epoch in leases
-        ]
+        return [self._lease(sid, epoch) for sid, epoch in leases]
+
+    def _lease(self, scan_id: str, epoch: Epoch) -> LeaseState:
+        record = self.records.get(scan_id)
+        if record is None:
+            return LeaseState(scan_id, epoch, False, forgotten=True)
+        return LeaseState(scan_id, epoch, record.epoch == epoch, record.cancel)
 
     def release(self, scan_id: str, epoch: Epoch) -> bool | Written:
         self._enter("release")

@@ -66,6 +66,10 @@ class Steward:
                 log.exception("steward_error", failure_reason=repr(exc))
 
     def tick(self) -> None:
+        if not self._registry.actor_ref.is_alive():
+            # The registry failed: its scans must lapse to other workers, not be renewed
+            # by a worker that can no longer run them (it is being replaced).
+            return
         if self._store.breaker.is_open and not self._reconnect():
             return
         if self._store.server_restarted():

@@ -20,7 +20,9 @@ from oppscan.actors import (
     ThreadStrategyPool,
 )
 from oppscan.actors.proxies import RegistryProxy, registry_proxy
+from oppscan.actors.steward import Steward
 from oppscan.model import Epoch, ScanParams, ScanSnapshot, ScanStatus, now_iso
+from oppscan.settings import Settings
 from oppscan.storage import LeaseState, NewScan
 from tests.fakes import FakeStore, FakeStrategy, immediate, market
 from tests.support.polling import poll_until
@@ -186,3 +188,19 @@ def test_no_scan_actor_outlives_its_registry(
     proxy.actor_ref.stop(timeout=5)
     assert first.actor_ref.actor_stopped.wait(10)
     assert second.actor_ref.actor_stopped.wait(10)
+
+
+def test_a_worker_whose_registry_failed_renews_no_lease(
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
+) -> None:
+    """Once the registry is dead the steward neither renews nor claims: the scans lapse
+    to other workers while this one is replaced."""
+    proxy, view, _ = registry_actor
+    store = FakeStore()
+    steward = Steward(store, proxy, view, "unit:1", Settings(redis_url="redis://unused"))
+    steward.tick()
+    assert "renew" in store.calls
+    proxy.actor_ref.stop(timeout=5)
+    store.calls.clear()
+    steward.tick()
+    assert [] == store.calls
