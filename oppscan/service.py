@@ -25,7 +25,7 @@ from oppscan.model import (
     now_iso,
 )
 from oppscan.runtime import Runtime
-from oppscan.storage import NewScan, StoreUnavailable
+from oppscan.storage import NewScan, Registered, StoreUnavailable
 
 log = get_logger("oppscan.service")
 T = TypeVar("T")
@@ -47,7 +47,7 @@ READS = {
     for outcome in ("found", "not_found", "unavailable")
 }
 # How each kind of registration is counted in `oppscan_scans_started_total`.
-KINDS = {"joined": "deduplicated", "reused": "reused"}
+KINDS = {Registered.JOINED: "deduplicated", Registered.REUSED: "reused"}
 
 
 class ScanNotFound(Exception):
@@ -124,12 +124,12 @@ class ScanService:
         sent = time.monotonic()
         limit = settings.max_active_scans_per_user
         done = self._store.register(scan, settings.lease_ms, force_refresh, limit)
-        if done.kind == "limited":
+        if done.kind is Registered.LIMITED:
             raise TooManyActiveScans(limit)
         assert done.status is not None
         SCANS_STARTED.labels(KINDS.get(done.kind, done.status.value)).inc()
-        if done.kind != "created":
-            joined = done.kind == "joined"
+        if done.kind is not Registered.CREATED:
+            joined = done.kind is Registered.JOINED
             return Discovered(done.scan_id, done.status, deduplicated=joined, cached=not joined)
         if has_room:
             self._ask(self._registry.spawn(scan.job(), sent))

@@ -14,6 +14,7 @@ from oppscan.storage import (
     LeaseState,
     NewScan,
     Recorded,
+    Registered,
     Registration,
     Restored,
     StoreUnavailable,
@@ -78,9 +79,9 @@ class FakeStore:
         if current is not None and not current.cancel:
             status = current.snapshot.status
             if not status.terminal:
-                return Registration("joined", current.snapshot.scan_id, status)
+                return Registration(Registered.JOINED, current.snapshot.scan_id, status)
             if status is ScanStatus.COMPLETE and not force_refresh:
-                return Registration("reused", current.snapshot.scan_id, status)
+                return Registration(Registered.REUSED, current.snapshot.scan_id, status)
         status = ScanStatus.SCANNING if scan.owner else ScanStatus.QUEUED
         stamp = scan.created_at
         total = len(scan.params.strategies)
@@ -89,7 +90,7 @@ class FakeStore:
         self.records[scan.scan_id] = FakeRecord(snapshot, epoch, digest)
         self.dedup[(scan.user, digest)] = scan.scan_id
         self._answer_lost("register")
-        return Registration("created", scan.scan_id, status)
+        return Registration(Registered.CREATED, scan.scan_id, status)
 
     def claimable(self, limit: int) -> list[str]:
         self._enter("claimable")

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
 import redis
@@ -121,11 +121,18 @@ class Restored(Enum):
 RESTORE_CODES = {1: Restored.WRITTEN, 2: Restored.FINISHED, 0: Restored.FENCED}
 
 
+class Registered(StrEnum):
+    """What `register` did."""
+
+    CREATED = "created"  # a new scan, owned here or queued
+    JOINED = "joined"  # the identical scan that runs
+    REUSED = "reused"  # the identical scan that completed
+    LIMITED = "limited"  # nothing: the user is at the active limit
+
+
 @dataclass(frozen=True)
 class Registration:
-    """What `register` did: `created` a scan, `joined` or `reused` one, or was `limited`."""
-
-    kind: str
+    kind: Registered
     scan_id: str
     status: ScanStatus | None
 
@@ -272,9 +279,8 @@ class ScanStore:
         ]
         kind, scan_id, status = self._call(lambda: self._register(keys=keys, args=argv))
         text = _text(status)
-        return Registration(
-            _text(kind) or "", _text(scan_id) or "", ScanStatus(text) if text else None
-        )
+        status_now = ScanStatus(text) if text else None
+        return Registration(Registered(_text(kind) or ""), _text(scan_id) or "", status_now)
 
     def hit_rate(self, user: str, limit: int, window_s: int) -> int:
         """Count one discover; 0 when within `limit` per window, else seconds to wait."""

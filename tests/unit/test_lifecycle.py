@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -23,11 +24,7 @@ NAMES = ("a", "b")
 
 def job(done: tuple[StrategyResult, ...] = ()) -> ScanJob:
     scan = NewScan("scan_" + "f" * 32, "alice", ScanParams(NAMES, ("X",), "1h"), now_iso(), "w:1")
-    base = scan.job()
-    return ScanJob(
-        base.scan_id, base.user, base.params, base.epoch, base.created_at,
-        base.started_at, base.updated_at, done,
-    )  # fmt: skip
+    return replace(scan.job(), done=done)
 
 
 def ok(name: str) -> StrategyResult:
