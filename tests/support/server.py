@@ -81,10 +81,12 @@ class GunicornServer:
         return self.gunicorn.log_text()
 
     def _wait_workers(self, deadline: float) -> None:
-        """Until every worker has answered once (new connection each time), so that
-        tests start with all of them accepting."""
+        """Until every worker has answered ready once (new connection each time), so
+        that tests start with all of them accepting and reaching Redis: a worker
+        that booted on a starved machine may still fail fast for a moment."""
         seen: set[str] = set()
         while len(seen) < self.workers and time.monotonic() < deadline:
-            resp = requests.get(f"{self.url}/healthz", headers={"Connection": "close"}, timeout=2)
-            seen.add(resp.headers.get("X-Served-By", ""))
-        assert len(seen) >= self.workers, f"only {len(seen)} of {self.workers} workers answered"
+            resp = requests.get(f"{self.url}/readyz", headers={"Connection": "close"}, timeout=2)
+            if resp.status_code == 200:
+                seen.add(resp.headers.get("X-Served-By", ""))
+        assert len(seen) >= self.workers, f"only {len(seen)} of {self.workers} workers were ready"
