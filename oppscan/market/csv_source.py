@@ -3,7 +3,7 @@
 Yahoo-style exports: Date, Open, High, Low, Close, Volume in any case and order,
 an optional Adj Close (ignored), and the date column possibly unnamed when it
 comes first. Dates are ISO dates, ISO datetimes (naive means UTC) or unix
-seconds. One venue, no funding. Files are read on first use and kept.
+seconds. One venue, no funding. Files are read on first use and kept until they change.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from oppscan.market.base import Bars, FloatArray, MarketDataError
+from oppscan.market.base import Bars, FloatArray, Freshness, MarketDataError, SeriesKey
 
 VENUE = "csv"
 _PRICES = ("open", "high", "low", "close")
 _COLUMNS = (*_PRICES, "volume")
 _DATE_NAMES = ("date", "datetime", "time", "timestamp")
+FILE_TTL = 3600.0  # a copy names the file's version, so it may stay as long as memory allows
 
 
 def _column_indexes(path: Path, header: Sequence[str]) -> dict[str, int]:
@@ -110,7 +111,7 @@ def read_bars(path: Path, symbol: str) -> Bars:
 
 
 class CsvMarket:
-    """Bars from `directory`/SYMBOL.csv, read lazily and kept per instance."""
+    """Bars from `directory`/SYMBOL.csv, read lazily and kept until the file changes."""
 
     def __init__(self, directory: Path, latency_ms: float = 0.0) -> None:
         self._directory = Path(directory)
@@ -118,7 +119,7 @@ class CsvMarket:
             raise MarketDataError(f"{self._directory}: not a directory of CSV files")
         self._latency_s = max(0.0, latency_ms) / 1000.0
         self._lock = threading.Lock()
-        self._loaded: dict[str, Bars] = {}
+        self._loaded: dict[str, tuple[str, Bars]] = {}  # symbol: (file version, bars)
 
     @property
     def name(self) -> str:
@@ -134,16 +135,29 @@ class CsvMarket:
         """The file's own bars, whatever the timeframe; it is only recorded as a label."""
         if venue not in (None, VENUE):
             raise MarketDataError(f"unknown venue {venue!r}; a CSV market has only {VENUE!r}")
+        version = self._version(symbol)
         with self._lock:
-            found = self._loaded.get(symbol)
-            if found is None:
-                found = self._loaded[symbol] = read_bars(self._path(symbol), symbol)
+            kept = self._loaded.get(symbol)
+            if kept is None or kept[0] != version:  # a file that changed is read again
+                kept = self._loaded[symbol] = (version, read_bars(self._path(symbol), symbol))
+            found = kept[1]
         if self._latency_s > 0:
             time.sleep(self._latency_s)
         return replace(found, timeframe=timeframe)
 
     def funding_rates(self, symbol: str) -> FloatArray | None:
         return None
+
+    def freshness(self, key: SeriesKey, now: float) -> Freshness:
+        """Good until the file changes: its size and modification time are the tag."""
+        return Freshness(self._version(key.symbol), FILE_TTL)
+
+    def _version(self, symbol: str) -> str:
+        try:
+            stat = self._path(symbol).stat()
+        except (OSError, MarketDataError):
+            return "missing"
+        return f"{stat.st_mtime_ns}.{stat.st_size}"
 
     def _path(self, symbol: str) -> Path:
         path = self._directory / f"{symbol}.csv"

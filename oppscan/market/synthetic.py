@@ -26,7 +26,15 @@ from oppscan.market._paths import (
     venue_basis,
 )
 from oppscan.market._universe import VENUES, stable_rng, universe
-from oppscan.market.base import TIMEFRAMES, Bars, FloatArray, MarketDataError
+from oppscan.market.base import (
+    TIMEFRAMES,
+    Bars,
+    FloatArray,
+    Freshness,
+    MarketDataError,
+    SeriesKey,
+    candle_freshness,
+)
 
 END_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z, the close of the last bar
 _VENUE_SHARE = {"alpha": 1.0, "beta": 0.6, "gamma": 0.35}
@@ -128,6 +136,10 @@ class SyntheticMarket:
         found = funding_series(self._seed, self._n_symbols, symbol)
         self._pause()
         return found
+
+    def freshness(self, key: SeriesKey, now: float) -> Freshness:
+        """As an exchange's: a copy is good until the current candle closes."""
+        return candle_freshness(key.timeframe, now)
 
     def _check_symbol(self, symbol: str) -> None:
         if symbol not in universe(self._seed, self._n_symbols):
