@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from oppscan.market import CsvMarket, MarketDataError
+from oppscan.market.base import SeriesKey
 
 YAHOO = """Date,Open,High,Low,Close,Adj Close,Volume
 2024-01-02,100.0,105.0,99.0,104.0,103.1,1200
@@ -81,13 +82,33 @@ def test_lists_symbols_one_venue_and_no_funding(tmp_path: Path) -> None:
     assert f"csv:{tmp_path}" == market.name
 
 
-def test_files_are_read_once(tmp_path: Path) -> None:
-    """A file is parsed on first use and kept: later changes to it are not seen."""
-    path = write(tmp_path, "AAPL.csv", YAHOO)
+def test_files_are_read_once_while_unchanged(tmp_path: Path) -> None:
+    """A file is parsed on first use and kept while its size and mtime stay."""
+    write(tmp_path, "AAPL.csv", YAHOO)
     market = CsvMarket(tmp_path)
     first = market.bars("AAPL", "1d")
-    path.unlink()
     assert first.close is market.bars("AAPL", "1d").close
+
+
+def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
+    """A file that changed is parsed again, and its freshness tag changes with it."""
+    path = write(tmp_path, "AAPL.csv", YAHOO)
+    market = CsvMarket(tmp_path)
+    key = SeriesKey.bars("csv", "AAPL", "1d")
+    before, tag = len(market.bars("AAPL", "1d")), market.freshness(key, 0.0).tag
+    path.write_text(YAHOO + "2024-01-09,190.0,191.0,189.0,190.5,190.5,1000\n")
+    assert before + 1 == len(market.bars("AAPL", "1d"))
+    assert tag != market.freshness(key, 0.0).tag
+
+
+def test_a_removed_file_is_an_unknown_symbol(tmp_path: Path) -> None:
+    """A file removed after it was read is no longer served."""
+    path = write(tmp_path, "AAPL.csv", YAHOO)
+    market = CsvMarket(tmp_path)
+    market.bars("AAPL", "1d")
+    path.unlink()
+    with pytest.raises(MarketDataError, match="unknown symbol"):
+        market.bars("AAPL", "1d")
 
 
 @pytest.mark.parametrize(
