@@ -164,3 +164,17 @@ def _take(fd: int, mode: int, wait: float) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)  # scrapes and folds hold the lock for milliseconds
+
+
+MARKET_FETCHES = Counter(
+    "oppscan_market_fetches_total",
+    "Market series scans asked for, by how they were had: fetched, cached, shared, error, "
+    "rate_limited (a 429/418 answer)",
+    ["source", "outcome"],
+)
+MARKET_FETCH_SECONDS = Histogram(
+    "oppscan_market_fetch_duration_seconds",
+    "Time one series took to fetch from its source",
+    ["source"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)

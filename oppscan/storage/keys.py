@@ -49,3 +49,17 @@ class Keys:
     def pending(self) -> str:
         """Sorted set: queued scan ids nobody has claimed, scored by creation time."""
         return f"{self.prefix}pending"
+
+    def series(self, name: str) -> str:
+        """String: one fetched market series, encoded (`market/encoding.py`). `name`
+        holds the source, the series and its freshness tag, so a new candle (or a
+        changed file) is a new key and the old one simply expires."""
+        return f"{self.prefix}series:{{{name}}}"
+
+    def series_fetch(self, name: str) -> str:
+        """String: the token of the worker fetching that series now (same slot)."""
+        return f"{self.prefix}series:{{{name}}}:fetching"
+
+    def throttle(self, venue: str) -> str:
+        """Hash: an exchange's token bucket (tokens, at, hold), shared by every worker."""
+        return f"{self.prefix}throttle:{{{venue}}}"

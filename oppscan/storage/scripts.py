@@ -315,3 +315,54 @@ if state[2] == 'queued' or state[2] == 'scanning' then
 end
 return state[2]
 """
+
+
+# KEYS: series, fetch lock. ARGV: encoded series, ttl ms, fetcher's token.
+# Stores the series and ends the fetch in one step, so a waiter that sees no
+# lock finds the series (or knows the fetch failed).
+SHARE_SERIES = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# KEYS: fetch lock. ARGV: fetcher's token. Ends a fetch that failed.
+END_FETCH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: bucket. ARGV: cost, tokens per second, burst.
+# A token bucket on Redis's clock: takes `cost` (running into debt when short)
+# and returns the milliseconds to wait: until the debt is repaid, and at least
+# until a hold (a 429's Retry-After) ends.
+TAKE_TOKENS = (
+    NOW_MS
+    + """
+local now = now_ms()
+local cost, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]) / 1000, tonumber(ARGV[3])
+local s = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'hold')
+local tokens = tonumber(s[1]) or burst
+local at = tonumber(s[2]) or now
+local hold = tonumber(s[3]) or 0
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate) - cost
+local wait = 0
+if tokens < 0 then wait = -tokens / rate end
+if hold > now then wait = math.max(wait, hold - now) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now, 'hold', hold)
+redis.call('PEXPIRE', KEYS[1], math.ceil(wait + burst / rate) + 60000)
+return tostring(wait)
+"""
+)
+
+# KEYS: bucket. ARGV: milliseconds. Nobody sends before now + ms.
+HOLD_OFF = (
+    NOW_MS
+    + """
+local until = now_ms() + tonumber(ARGV[1])
+local hold = tonumber(redis.call('HGET', KEYS[1], 'hold')) or 0
+if until > hold then redis.call('HSET', KEYS[1], 'hold', until) end
+redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), tonumber(ARGV[1]) + 60000))
+return 1
+"""
+)

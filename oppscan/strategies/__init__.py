@@ -5,7 +5,15 @@ plugins registered in the `oppscan.strategies` entry-point group.
 """
 
 from oppscan.strategies._registry import BUILTIN_STRATEGIES, ENTRY_POINT_GROUP, available_strategies
-from oppscan.strategies.base import Opportunity, Side, Strategy, StrategyContext, StrategySkipped
+from oppscan.strategies.base import (
+    Opportunity,
+    Side,
+    Strategy,
+    StrategyContext,
+    StrategySkipped,
+    Universe,
+    series_needed,
+)
 
 __all__ = [
     "BUILTIN_STRATEGIES",
@@ -15,5 +23,7 @@ __all__ = [
     "Strategy",
     "StrategyContext",
     "StrategySkipped",
+    "Universe",
     "available_strategies",
+    "series_needed",
 ]

@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import talib
 
-from oppscan.market.base import Bars, FloatArray
-from oppscan.strategies.base import Opportunity, Side, StrategyContext
+from oppscan.market.base import Bars, FloatArray, SeriesKey
+from oppscan.strategies.base import Opportunity, Side, StrategyContext, Universe
 
 MIN_BARS = 60
 
@@ -136,6 +136,9 @@ class PerSymbol:
     name: str
     description: str
     min_bars: int = MIN_BARS
+
+    def needs(self, universe: Universe) -> list[SeriesKey]:
+        return universe.primary_bars()
 
     def run(self, ctx: StrategyContext) -> list[Opportunity]:
         found = (self.evaluate(bars) for bars in fetch(ctx, self.min_bars))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-from oppscan.market.base import MarketData
+from oppscan.market.base import MarketData, SeriesKey
 
 Side = Literal["long", "short"]
 
@@ -59,3 +59,35 @@ class Strategy(Protocol):
     def description(self) -> str: ...
 
     def run(self, ctx: StrategyContext) -> Sequence[Opportunity]: ...
+
+
+@dataclass(frozen=True)
+class Universe:
+    """What a scan's plan knows before any fetch: the symbols and timeframe asked
+    for, and the source's venues (the primary one first)."""
+
+    symbols: tuple[str, ...]
+    timeframe: str
+    venues: tuple[str, ...]
+
+    def primary_bars(self) -> list[SeriesKey]:
+        """Bars of every symbol on the primary venue: what most strategies read."""
+        return [SeriesKey.bars(self.venues[0], s, self.timeframe) for s in self.symbols]
+
+
+class DeclaresSeries(Protocol):
+    """A strategy that says which series it reads, so the scan fetches them first.
+
+    Optional for plugins: one that does not declare gets `primary_bars`, and
+    reads anything else through the shared cache as it runs.
+    """
+
+    def needs(self, universe: Universe) -> Iterable[SeriesKey]: ...
+
+
+def series_needed(strategy: Strategy, universe: Universe) -> frozenset[SeriesKey]:
+    """The series `strategy` reads on `universe`."""
+    declare = getattr(strategy, "needs", None)
+    if callable(declare):
+        return frozenset(declare(universe))
+    return frozenset(universe.primary_bars())

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oppscan.market.base import Bars
+from oppscan.market.base import Bars, SeriesKey
 from oppscan.strategies._common import MIN_BARS, aligned_closes, exits, opportunity, side_of, squash
-from oppscan.strategies.base import Opportunity, StrategyContext, StrategySkipped
+from oppscan.strategies.base import Opportunity, StrategyContext, StrategySkipped, Universe
 
 HISTORY = 200  # bars of the usual premium between venues
 MIN_GAP = 0.0025  # 25 bp beyond the usual premium: clears fees on both legs
@@ -49,6 +49,13 @@ class CrossVenueArbitrage:
     description = (
         "Buys the cheap venue and sells the rich one when a symbol's venues disagree beyond fees."
     )
+
+    def needs(self, universe: Universe) -> list[SeriesKey]:
+        """Every symbol's bars on every venue (nothing when there is one: it skips)."""
+        if len(universe.venues) < 2:
+            return []
+        tf = universe.timeframe
+        return [SeriesKey.bars(v, s, tf) for s in universe.symbols for v in universe.venues]
 
     def run(self, ctx: StrategyContext) -> list[Opportunity]:
         venues = list(ctx.market.venues())

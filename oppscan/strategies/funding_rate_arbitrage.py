@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from oppscan.market.base import Bars
+from oppscan.market.base import Bars, SeriesKey
 from oppscan.strategies._common import exits, opportunity, side_of, squash
-from oppscan.strategies.base import Opportunity, StrategyContext, StrategySkipped
+from oppscan.strategies.base import Opportunity, StrategyContext, StrategySkipped, Universe
 
 THRESHOLD = 5e-4  # per 8h period: 0.05%, about 55% a year
 HORIZON = 9  # periods of carry aimed for (three days)
@@ -24,6 +24,11 @@ PERIODS_A_YEAR = 3 * 365
 class FundingRateArbitrage:
     name = "funding_rate_arbitrage"
     description = "Collects extreme funding: short perp / long spot when longs pay, or the reverse."
+
+    def needs(self, universe: Universe) -> list[SeriesKey]:
+        """Funding of every symbol, and its bars to price the trade."""
+        funding = [SeriesKey.funding(universe.venues[0], s) for s in universe.symbols]
+        return funding + universe.primary_bars()
 
     def run(self, ctx: StrategyContext) -> list[Opportunity]:
         rates = {symbol: ctx.market.funding_rates(symbol) for symbol in ctx.symbols}

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oppscan.market.base import Bars, FloatArray
+from oppscan.market.base import Bars, FloatArray, SeriesKey
 from oppscan.strategies._common import aligned_closes, fetch, opportunity, side_of, squash
-from oppscan.strategies.base import Opportunity, StrategyContext, StrategySkipped
+from oppscan.strategies.base import Opportunity, StrategyContext, StrategySkipped, Universe
 
 LOOKBACK, MIN_LOOKBACK = 300, 120  # bars of shared history used, and the least accepted
 MIN_CORRELATION = 0.8
@@ -79,6 +79,9 @@ class PairsTrading:
     description = (
         "Trades both legs of a cointegrated pair (OLS hedge ratio) when its spread is stretched."
     )
+
+    def needs(self, universe: Universe) -> list[SeriesKey]:
+        return universe.primary_bars()
 
     def run(self, ctx: StrategyContext) -> list[Opportunity]:
         if len(ctx.symbols) < 2:

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from oppscan.market.base import Bars, FloatArray
+from oppscan.market.base import Bars, FloatArray, SeriesKey
 from oppscan.strategies._common import (
     aligned_closes,
     exits,
@@ -21,7 +21,7 @@ from oppscan.strategies._common import (
     side_of,
     squash,
 )
-from oppscan.strategies.base import Opportunity, StrategyContext, StrategySkipped
+from oppscan.strategies.base import Opportunity, StrategyContext, StrategySkipped, Universe
 
 LOOKBACK, MIN_LOOKBACK = 240, 100  # returns used to find the factor, and the least accepted
 WINDOW = 10  # bars over which the residual move is measured
@@ -43,6 +43,9 @@ def residual_moves(returns: FloatArray) -> tuple[FloatArray, FloatArray]:
 class StatisticalArbitrage:
     name = "statistical_arbitrage"
     description = "Fades a 10-bar move that the universe's first principal factor does not explain."
+
+    def needs(self, universe: Universe) -> list[SeriesKey]:
+        return universe.primary_bars()
 
     def run(self, ctx: StrategyContext) -> list[Opportunity]:
         if len(ctx.symbols) < 3:

@@ -35,3 +35,17 @@ def test_prefix_is_configurable_and_has_no_double_colon() -> None:
     keys = Keys("tenant7:")
     assert "tenant7:scan:{x}" == keys.scan("x")
     assert "::" not in keys.dedup("u", "d") + keys.user_scans("u") + keys.running()
+
+
+def test_series_key_and_its_fetch_lock_share_a_slot() -> None:
+    """A series and the lock of its fetch carry the same hash tag: one script writes both."""
+    keys = Keys("oppscan:")
+    assert "oppscan:series:{synthetic|bars|alpha|BTC-USD|1h|42}" == keys.series(
+        "synthetic|bars|alpha|BTC-USD|1h|42"
+    )
+    assert "oppscan:series:{s}:fetching" == keys.series_fetch("s")
+
+
+def test_throttle_key_names_the_venue() -> None:
+    """One token bucket per exchange."""
+    assert "oppscan:throttle:{binance}" == Keys("oppscan:").throttle("binance")

@@ -1,0 +1,184 @@
+"""A scan's fetch plan: each distinct series its strategies need, fetched once.
+
+`ScanFetch` starts every series of a scan on the worker's `FetchPool` at once
+(at most its thread count run together) and says when the series of one
+strategy are in, so that strategy starts without waiting for the others'.
+`ScanMarket` is what a strategy then reads: the scan's series, never a
+source.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from oppscan.market.base import (
+    Bars,
+    FloatArray,
+    Freshness,
+    MarketDataError,
+    SeriesKey,
+    candle_freshness,
+)
+from oppscan.market.cache import Got, SeriesCache
+from oppscan.market.encoding import Series
+
+
+class FetchPool:
+    """A worker's fetch threads. Daemons: a fetch stuck on a silent exchange never
+    holds up the worker's exit (the source's own timeout ends it meanwhile)."""
+
+    def __init__(self, threads: int) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = threads
+        for i in range(threads):
+            threading.Thread(target=self._loop, name=f"fetch-{i}", daemon=True).start()
+
+    def submit(self, call: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((call, future))
+        return future
+
+    def close(self) -> None:
+        for _ in range(self._threads):
+            self._jobs.put(None)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            call, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A series that could not be had, and why (the message names the source)."""
+
+    key: SeriesKey
+    error: str
+
+
+class ScanFetch:
+    """The series of one scan, each fetched once, all at once (see module doc)."""
+
+    def __init__(self, cache: SeriesCache, pool: FetchPool, keys: Iterable[SeriesKey]) -> None:
+        self._cache = cache
+        self._futures: dict[SeriesKey, Future[Got]] = {}
+        for key in sorted(set(keys)):
+            self._futures[key] = pool.submit(functools.partial(cache.get, key))
+
+    @property
+    def source(self) -> str:
+        return self._cache.market.name
+
+    def when_ready(self, keys: Iterable[SeriesKey], call: Callable[[], object]) -> None:
+        """Call `call` once every series of `keys` is in or failed (at once when they are)."""
+        waiting = [self._futures[key] for key in set(keys)]
+        left = [len(waiting)]
+        lock = threading.Lock()
+
+        def one_done(_future: Future[Got]) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                call()
+
+        if not waiting:
+            call()
+        for future in waiting:
+            future.add_done_callback(one_done)
+
+    def failures(self, keys: Iterable[SeriesKey]) -> list[Failed]:
+        """Those of `keys` (all done) that could not be had."""
+        return [
+            Failed(key, _error(self._futures[key]))
+            for key in sorted(set(keys))
+            if self._futures[key].exception() is not None
+        ]
+
+    def every_fetch_failed(self) -> bool:
+        """True once every series is done and none could be had."""
+        futures = self._futures.values()
+        return bool(self._futures) and all(f.done() and f.exception() for f in futures)
+
+    def market(self, keys: Iterable[SeriesKey], fallback: SeriesCache | None) -> ScanMarket:
+        """What a strategy reading `keys` sees; a series it did not declare comes from
+        `fallback` (None: it is an error)."""
+        series = {key: self._futures[key].result().series for key in set(keys)}
+        market = self._cache.market
+        return ScanMarket(market.name, tuple(market.venues()), series, fallback)
+
+    def summary(self) -> dict[str, Any]:
+        """`metadata.market` of the results: how each distinct series was had."""
+        done = [f for f in self._futures.values() if f.done()]
+        outcomes = Counter(f.result().how.value for f in done if f.exception() is None)
+        return {
+            "source": self.source,
+            "series": len(self._futures),
+            "fetched": outcomes["fetched"],
+            "cached": outcomes["cached"],
+            "shared": outcomes["shared"],
+            "failed": sum(1 for f in done if f.exception() is not None),
+        }
+
+
+def _error(future: Future[Got]) -> str:
+    exc = future.exception()
+    return str(exc) if isinstance(exc, MarketDataError) else f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class ScanMarket:
+    """The market a strategy of a scan reads: the series fetched for it.
+
+    Picklable without its fallback, so a strategy child process gets it whole.
+    """
+
+    name: str
+    venue_list: tuple[str, ...]
+    series: Mapping[SeriesKey, Series]
+    fallback: SeriesCache | None = field(default=None, compare=False)
+
+    def symbols(self) -> Sequence[str]:
+        return sorted({key.symbol for key in self.series})
+
+    def venues(self) -> Sequence[str]:
+        return self.venue_list
+
+    def bars(self, symbol: str, timeframe: str, venue: str | None = None) -> Bars:
+        found = self._get(SeriesKey.bars(venue or self.venue_list[0], symbol, timeframe))
+        assert isinstance(found, Bars)
+        return found
+
+    def funding_rates(self, symbol: str) -> FloatArray | None:
+        found = self._get(SeriesKey.funding(self.venue_list[0], symbol))
+        assert not isinstance(found, Bars)
+        return found if len(found) else None
+
+    def freshness(self, key: SeriesKey, now: float) -> Freshness:
+        return candle_freshness(key.timeframe, now)
+
+    def detached(self) -> ScanMarket:
+        """This market without its fallback: for a child process."""
+        return ScanMarket(self.name, self.venue_list, self.series)
+
+    def _get(self, key: SeriesKey) -> Series:
+        found = self.series.get(key)
+        if found is not None:
+            return found
+        if self.fallback is None:
+            raise MarketDataError(f"{key} was not among the series the strategy declared")
+        return self.fallback.get(key).series

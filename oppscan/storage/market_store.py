@@ -1,0 +1,67 @@
+"""What the market-data layer keeps in Redis: fetched series, who fetches one now,
+and each exchange's token bucket.
+
+The same fail-fast client and circuit breaker as the scan store: a call either
+answers promptly or raises `StoreUnavailable`, and the market layer then goes
+straight to the source. A Redis outage slows scans down; it never fails them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from oppscan.storage import scripts
+from oppscan.storage.client import CircuitBreaker
+from oppscan.storage.keys import Keys
+
+T = TypeVar("T")
+
+
+class MarketStore:
+    """Series shared by every worker, single-flight fetches, and shared rate limits."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, breaker: CircuitBreaker) -> None:
+        self._client = client
+        self._keys = keys
+        self._breaker = breaker
+        self._share = client.register_script(scripts.SHARE_SERIES)
+        self._end_fetch = client.register_script(scripts.END_FETCH)
+        self._take = client.register_script(scripts.TAKE_TOKENS)
+        self._hold = client.register_script(scripts.HOLD_OFF)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        return self._breaker.call(fn)
+
+    def series(self, name: str) -> bytes | None:
+        """The encoded series `name`, if some worker fetched it and it is still fresh."""
+        found = self._call(lambda: self._client.get(self._keys.series(name)))
+        return found.encode() if isinstance(found, str) else found
+
+    def start_fetch(self, name: str, token: str, ttl_ms: int) -> bool:
+        """Become the one worker fetching `name` for up to `ttl_ms`; False if another is."""
+        key = self._keys.series_fetch(name)
+        return bool(self._call(lambda: self._client.set(key, token, nx=True, px=ttl_ms)))
+
+    def share(self, name: str, data: bytes, ttl_ms: int, token: str) -> None:
+        """Store the fetched series for `ttl_ms` and end this worker's fetch of it."""
+        keys = [self._keys.series(name), self._keys.series_fetch(name)]
+        self._call(lambda: self._share(keys=keys, args=[data, max(1, ttl_ms), token]))
+
+    def end_fetch(self, name: str, token: str) -> None:
+        """The fetch failed: let a waiting worker try in its turn."""
+        keys = [self._keys.series_fetch(name)]
+        self._call(lambda: self._end_fetch(keys=keys, args=[token]))
+
+    def take(self, venue: str, cost: float, per_second: float, burst: float) -> float:
+        """`Throttle.take` on the venue's bucket in Redis: seconds to wait."""
+        keys = [self._keys.throttle(venue)]
+        wait_ms = self._call(lambda: self._take(keys=keys, args=[cost, per_second, burst]))
+        return float(wait_ms) / 1000.0
+
+    def hold_off(self, venue: str, seconds: float) -> None:
+        """`Throttle.hold_off`: no worker sends to `venue` for `seconds`."""
+        keys = [self._keys.throttle(venue)]
+        self._call(lambda: self._hold(keys=keys, args=[max(1, round(seconds * 1000))]))
