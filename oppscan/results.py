@@ -22,6 +22,7 @@ def build_results(
     completed_at: str,
     cap: int,
     error: str | None = None,
+    market: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Serialise the results body of a terminal scan."""
     everything = [o for r in strategy_results.values() for o in r.opportunities]
@@ -43,6 +44,8 @@ def build_results(
             "opportunities_total": len(everything),
         },
     }
+    if market is not None:  # how this owner had the market series it needed
+        body["metadata"]["market"] = dict(market)
     if error is not None:
         body["error"] = error
     return json.dumps(body, separators=(",", ":")).encode()

@@ -15,14 +15,17 @@ from dataclasses import dataclass
 import pykka
 
 from oppscan.actors import RegistryActor, RegistryView
+from oppscan.actors.feed import Feeds
 from oppscan.actors.proxies import RegistryProxy, ScanActorProxy, registry_proxy
 from oppscan.actors.scan import Registrar, ScanDeps, schedule_with_timer
 from oppscan.actors.steward import Steward
 from oppscan.actors.strategy_run import ProcessStrategyPool, StrategyPool, ThreadStrategyPool
 from oppscan.logs import get_logger
 from oppscan.market import MarketData, load_market
+from oppscan.market.cache import SeriesCache
+from oppscan.market.plan import FetchPool
 from oppscan.settings import Settings, worker_name
-from oppscan.storage import Store, open_store, redis_address
+from oppscan.storage import MarketStore, Store, open_store, redis_address
 from oppscan.strategies import Strategy, available_strategies
 
 log = get_logger("oppscan.runtime")
@@ -36,7 +39,7 @@ class Runtime:
     store: Store
     market: MarketData
     strategies: Mapping[str, Strategy]
-    pool: StrategyPool
+    feeds: Feeds
     registry: RegistryProxy  # the one writer of `view`
     view: RegistryView
     worker: str
@@ -63,15 +66,14 @@ def start_runtime(
         )
     market = load_market(settings.market, settings.synthetic_latency_ms)
     strategies = available_strategies()
-    pool = strategy_pool(settings, strategies, market)
+    feeds = market_feeds(settings, store.market(), market, strategies)
     view = RegistryView(settings.cache_ttl, settings.cache_size, settings.result_ttl)
     worker = worker_name()
 
     def deps_for(registrar: Registrar) -> ScanDeps:
         return ScanDeps(
             store=store,
-            pool=pool,
-            strategies=frozenset(strategies),
+            feeds=feeds,
             registrar=registrar,
             result_ttl=settings.result_ttl,
             results_cap=settings.results_cap,
@@ -86,7 +88,7 @@ def start_runtime(
     )
     steward = Steward(store, registry, view, worker, settings).start()
     log.info("runtime_started", market=market.name, strategies=len(strategies))
-    return Runtime(settings, store, market, strategies, pool, registry, view, worker, steward)
+    return Runtime(settings, store, market, strategies, feeds, registry, view, worker, steward)
 
 
 def stop_runtime(
@@ -104,7 +106,7 @@ def stop_runtime(
         scans = [owned.proxy for owned in runtime.view.owned().values()]
         _hand_off(scans, runtime.settings, quick)
         runtime.registry.actor_ref.stop(block=True, timeout=timeout)
-    runtime.pool.shutdown()
+    runtime.feeds.close()
     runtime.store.close()
     log.info("runtime_stopped")
 
@@ -114,17 +116,28 @@ def running_scans(runtime: Runtime) -> int:
     return len(runtime.view.owned())
 
 
-def strategy_pool(
-    settings: Settings, strategies: Mapping[str, Strategy], market: MarketData
-) -> StrategyPool:
+def market_feeds(
+    settings: Settings,
+    shared: MarketStore | None,
+    market: MarketData,
+    strategies: Mapping[str, Strategy],
+) -> Feeds:
+    """The strategy pool, the series cache (over `shared`, the Redis side) and the
+    fetch threads that every scan of this worker uses."""
+    cache = SeriesCache(
+        market, shared, settings.market_cache_mb * 1024 * 1024, settings.fetch_timeout
+    )
+    fetchers = FetchPool(settings.fetch_concurrency)
+    return Feeds(strategy_pool(settings, strategies), cache, fetchers, strategies)
+
+
+def strategy_pool(settings: Settings, strategies: Mapping[str, Strategy]) -> StrategyPool:
     """Child processes when `strategy_processes` is set (CPU-bound strategies), else threads;
     either way each strategy within `strategy_timeout`."""
     timeout = settings.strategy_timeout
     if settings.strategy_processes:
-        return ProcessStrategyPool(
-            settings.strategy_processes, settings.market, settings.synthetic_latency_ms, timeout
-        )
-    return ThreadStrategyPool(settings.strategy_threads, strategies, market, timeout)
+        return ProcessStrategyPool(settings.strategy_processes, timeout)
+    return ThreadStrategyPool(settings.strategy_threads, strategies, timeout)
 
 
 def _hand_off(

@@ -7,12 +7,14 @@ expects.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PREFIX = "OPPSCAN_"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the name prometheus_client reads
@@ -40,6 +42,13 @@ class Settings:
     data_dir: Path = Path(".oppscan")
     market: str = "synthetic"
     synthetic_latency_ms: float = 0.0
+    symbols: tuple[str, ...] = ()  # ccxt: the symbols to scan; empty: the top `universe_size`
+    universe_size: int = 60
+    ccxt_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    ccxt_credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+    fetch_concurrency: int = 16  # series a worker fetches at once
+    fetch_timeout: float = 60.0  # seconds one series may take, waits for other fetches included
+    market_cache_mb: int = 256  # the in-process layer of the series cache
     key_prefix: str = "oppscan:"
     results_cap: int = 200
     cache_ttl: float = 300.0
@@ -88,6 +97,13 @@ class Settings:
             data_dir=Path(get.text("DATA_DIR") or cls.data_dir),
             market=get.text("MARKET") or cls.market,
             synthetic_latency_ms=get.number("SYNTHETIC_LATENCY_MS", 0.0, minimum=0.0),
+            symbols=_words(get.text("SYMBOLS") or "", upper=False),
+            universe_size=get.integer("UNIVERSE_SIZE", cls.universe_size),
+            ccxt_config=_json_object(get.text("CCXT_CONFIG")),
+            ccxt_credentials=_credentials(env, get.text("MARKET") or cls.market),
+            fetch_concurrency=get.integer("FETCH_CONCURRENCY", cls.fetch_concurrency),
+            fetch_timeout=get.number("FETCH_TIMEOUT", cls.fetch_timeout),
+            market_cache_mb=get.integer("MARKET_CACHE_MB", cls.market_cache_mb, minimum=0),
             key_prefix=get.text("KEY_PREFIX") or cls.key_prefix,
             results_cap=get.integer("RESULTS_CAP", cls.results_cap),
             cache_ttl=get.number("CACHE_TTL", cls.cache_ttl),
@@ -133,8 +149,45 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _words(value: str) -> tuple[str, ...]:
-    return tuple(w.strip().upper() for w in value.split(",") if w.strip())
+def _words(value: str, upper: bool = True) -> tuple[str, ...]:
+    words = (w.strip() for w in value.split(",") if w.strip())
+    return tuple(w.upper() if upper else w for w in words)
+
+
+def _json_object(value: str | None) -> dict[str, dict[str, Any]]:
+    """`OPPSCAN_CCXT_CONFIG`: {"exchange id": {ccxt constructor options}}."""
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}CCXT_CONFIG is not JSON: {exc}") from None
+    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+        raise SettingsError(
+            f"{PREFIX}CCXT_CONFIG must be an object of objects, by exchange id: "
+            '{"binance": {"options": {...}}}'
+        )
+    return parsed
+
+
+CREDENTIAL_FIELDS = {"API_KEY": "apiKey", "SECRET": "secret", "PASSWORD": "password"}
+
+
+def _credentials(env: Mapping[str, str], market: str) -> dict[str, dict[str, str]]:
+    """API keys of the exchanges `market` names, from `OPPSCAN_<EXCHANGE>_API_KEY`,
+    `_SECRET` and `_PASSWORD` (e.g. `OPPSCAN_BINANCE_API_KEY`). Optional: public
+    market data needs none."""
+    kind, _, names = market.partition(":")
+    exchanges = (
+        [name.strip() for name in names.split(",") if name.strip()] if kind == "ccxt" else []
+    )
+    found: dict[str, dict[str, str]] = {}
+    for exchange in exchanges:
+        for suffix, option in CREDENTIAL_FIELDS.items():
+            value = env.get(f"{PREFIX}{exchange.upper()}_{suffix}", "").strip()
+            if value:
+                found.setdefault(exchange, {})[option] = value
+    return found
 
 
 def _pem(value: str | None) -> str | None:

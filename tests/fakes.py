@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
+from oppscan.actors.feed import Feeds
+from oppscan.actors.strategy_run import StrategyPool, ThreadStrategyPool
 from oppscan.market import MarketData
+from oppscan.market.base import Bars, FloatArray, Freshness, MarketDataError, SeriesKey
+from oppscan.market.cache import SeriesCache
+from oppscan.market.plan import FetchPool
 from oppscan.model import QUEUED_EPOCH, Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult
 from oppscan.storage import (
     CircuitBreaker,
@@ -20,7 +27,7 @@ from oppscan.storage import (
     StoreUnavailable,
     Written,
 )
-from oppscan.strategies import Opportunity, StrategyContext, StrategySkipped
+from oppscan.strategies import Opportunity, Strategy, StrategyContext, StrategySkipped, Universe
 
 
 @dataclass
@@ -218,6 +225,9 @@ class FakeStrategy:
     gate: threading.Event | None = None
     description: str = "a test strategy"
 
+    def needs(self, universe: Universe) -> list[SeriesKey]:
+        return []  # reads no market data
+
     def run(self, ctx: StrategyContext) -> Sequence[Opportunity]:
         if self.gate is not None:
             self.gate.wait(10)
@@ -261,12 +271,78 @@ class NoMarket:
     def bars(self, symbol: str, timeframe: str, venue: str | None = None) -> Any:
         raise AssertionError("fake strategies do not read bars")
 
+    def freshness(self, key: SeriesKey, now: float) -> Freshness:
+        return Freshness("always", 60.0)
+
     def funding_rates(self, symbol: str) -> Any:
         return None
 
 
 def market() -> MarketData:
     return NoMarket()
+
+
+class CountingMarket:
+    """Tiny bars for any symbol on venues `a` and `b`, counting each fetch; symbols in
+    `bad` fail as an exchange that errors would."""
+
+    name = "counting"
+
+    def __init__(self, bad: Collection[str] = ()) -> None:
+        self.bad = set(bad)
+        self.fetches: list[SeriesKey] = []
+        self._lock = threading.Lock()
+
+    def symbols(self) -> Sequence[str]:
+        return ("SYM0", "SYM1")
+
+    def venues(self) -> Sequence[str]:
+        return ("a", "b")
+
+    def bars(self, symbol: str, timeframe: str, venue: str | None = None) -> Bars:
+        with self._lock:
+            self.fetches.append(SeriesKey.bars(venue or "a", symbol, timeframe))
+        if symbol in self.bad:
+            raise MarketDataError(f"counting: {symbol} is not listed")
+        closes = np.linspace(1.0, 2.0, 5)
+        times = np.arange(5, dtype=np.int64) * 3600
+        return Bars(symbol, venue or "a", timeframe, times, closes, closes, closes, closes, closes)
+
+    def funding_rates(self, symbol: str) -> FloatArray | None:
+        with self._lock:
+            self.fetches.append(SeriesKey.funding("a", symbol))
+        return None
+
+    def freshness(self, key: SeriesKey, now: float) -> Freshness:
+        return Freshness("always", 60.0)
+
+
+@dataclass
+class ReadingStrategy:
+    """Declares and reads the primary bars of every symbol; one opportunity-free run."""
+
+    name: str
+    description: str = "reads bars"
+
+    def needs(self, universe: Universe) -> list[SeriesKey]:
+        return universe.primary_bars()
+
+    def run(self, ctx: StrategyContext) -> Sequence[Opportunity]:
+        for symbol in ctx.symbols:
+            ctx.market.bars(symbol, ctx.timeframe)
+        return []
+
+
+def feeds(
+    strategies: Mapping[str, Strategy],
+    source: MarketData | None = None,
+    threads: int = 4,
+    pool: StrategyPool | None = None,
+) -> Feeds:
+    """What a worker's scans share, over `source` (no market by default), no Redis."""
+    cache = SeriesCache(source or market(), None, 64 * 1024 * 1024, 10.0)
+    pool = pool or ThreadStrategyPool(threads, strategies)
+    return Feeds(pool, cache, FetchPool(4), strategies)
 
 
 class Recorder:

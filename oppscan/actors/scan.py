@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -21,9 +21,10 @@ from typing import Any, Protocol, TypeVar
 
 import pykka
 
+from oppscan.actors.feed import Feeds, StrategyFeed
 from oppscan.actors.lifecycle import Phase, ScanLifecycle, Step
 from oppscan.actors.proxies import ScanActorProxy, scan_proxy
-from oppscan.actors.strategy_run import ScanFailure, StrategyPool
+from oppscan.actors.strategy_run import ScanFailure
 from oppscan.actors.views import SnapshotCell
 from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, SCANS_FINISHED, STRATEGY_SECONDS
@@ -50,8 +51,7 @@ class ScanDeps:
     """What every scan actor of a worker shares."""
 
     store: Store
-    pool: StrategyPool
-    strategies: Collection[str]  # the names installed here
+    feeds: Feeds
     registrar: Registrar
     result_ttl: int
     results_cap: int
@@ -90,6 +90,7 @@ class ScanActor(pykka.ThreadingActor):
         self._cell = cell
         self._log = get_logger("oppscan.scan").bind(scan_id=job.scan_id, epoch=str(job.epoch))
         self._life = ScanLifecycle(job)
+        self._feed: StrategyFeed | None = None  # once started
         self._futures: dict[str, Future[StrategyResult | ScanFailure]] = {}
         self._stopped = threading.Event()
         self._final: ScanSnapshot | None = None  # built once: a retried write sends the same
@@ -108,8 +109,12 @@ class ScanActor(pykka.ThreadingActor):
             self.actor_ref.stop(block=False)
 
     def _start_strategies(self) -> None:
-        for name in self._life.to_run():
-            if name in self._deps.strategies:
+        installed = self._deps.feeds.strategies
+        to_run = self._life.to_run()
+        names = [name for name in to_run if name in installed]
+        self._feed = self._deps.feeds.for_scan(self._job.scan_id, self._job.params, names)
+        for name in to_run:
+            if name in installed:
                 self._submit(name)
             else:  # resumed on a worker without this plugin: say so, and go on
                 missing = "strategy is not installed on this worker"
@@ -143,8 +148,8 @@ class ScanActor(pykka.ThreadingActor):
         self.on_stop()
 
     def _submit(self, name: str) -> None:
-        params = self._job.params
-        future = self._deps.pool.submit(name, params.symbols, params.timeframe, self._job.scan_id)
+        assert self._feed is not None
+        future = self._feed.submit(name)
         proxy = scan_proxy(self.actor_ref)
         future.add_done_callback(lambda f: _report(proxy, name, f))
         self._futures[name] = future
@@ -363,6 +368,7 @@ class ScanActor(pykka.ThreadingActor):
             completed_at,
             self._deps.results_cap,
             error,
+            self._feed.market_summary() if self._feed is not None else None,
         )
         return replace(
             self._snapshot,

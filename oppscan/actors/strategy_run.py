@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from oppscan.logs import configure as configure_logs
 from oppscan.logs import get_logger
-from oppscan.market import MarketData, MarketDataError, load_market
+from oppscan.market import MarketDataError
+from oppscan.market.plan import ScanMarket
 from oppscan.model import StrategyResult
 from oppscan.settings import Settings
 from oppscan.strategies import Strategy, StrategyContext, StrategySkipped, available_strategies
@@ -37,19 +38,42 @@ log = get_logger("oppscan.strategy")
 
 @dataclass(frozen=True)
 class ScanFailure:
-    """The data source failed in a way that fails the whole scan (a bad file)."""
+    """What fails the whole scan: no market data could be had at all."""
 
     strategy: str
     error: str
+
+
+@dataclass(frozen=True)
+class StrategyJob:
+    """One strategy of one scan, on the scan's market, and the future its scan waits on.
+
+    The pool marks the future running when the strategy starts: until then a
+    scan that hands off can cancel it.
+    """
+
+    name: str
+    ctx: StrategyContext
+    scan_id: str
+    future: Future[StrategyResult | ScanFailure] = field(default_factory=Future)
+
+    def request(self) -> tuple[str, StrategyContext, str]:
+        """What a child process needs: its market without the worker's cache."""
+        market = self.ctx.market
+        if isinstance(market, ScanMarket):
+            market = market.detached()
+        return (
+            self.name,
+            StrategyContext(market, self.ctx.symbols, self.ctx.timeframe),
+            self.scan_id,
+        )
 
 
 class StrategyPool(Protocol):
     """Where a scan's strategies run, each within a deadline. A future fails only
     when its process died."""
 
-    def submit(
-        self, name: str, symbols: tuple[str, ...], timeframe: str, scan_id: str
-    ) -> Future[StrategyResult | ScanFailure]: ...
+    def submit(self, job: StrategyJob) -> Future[StrategyResult | ScanFailure]: ...
 
     def shutdown(self) -> None: ...
 
@@ -68,28 +92,13 @@ def run_strategy(
         found = strategy.run(ctx)
     except StrategySkipped as skip:
         return StrategyResult(name, "skipped", (), elapsed(), skip.reason)
-    except MarketDataError as exc:
-        return ScanFailure(name, str(exc))
+    except MarketDataError as exc:  # a series it read but did not declare
+        return StrategyResult(name, "skipped", (), elapsed(), str(exc))
     except Exception as exc:
         log.warning("strategy_error", scan_id=scan_id, strategy=name, failure_reason=repr(exc))
         return StrategyResult(name, "error", (), elapsed(), f"{type(exc).__name__}: {exc}")
     opportunities = tuple(o.to_dict() for o in found)
     return StrategyResult(name, "ok", opportunities, elapsed())
-
-
-@dataclass(frozen=True)
-class _Job:
-    """One strategy of one scan, and the future its scan waits on."""
-
-    name: str
-    symbols: tuple[str, ...]
-    timeframe: str
-    scan_id: str
-    future: Future[StrategyResult | ScanFailure] = field(default_factory=Future)
-
-    @property
-    def request(self) -> tuple[str, tuple[str, ...], str, str]:
-        return self.name, self.symbols, self.timeframe, self.scan_id
 
 
 def timed_out(name: str, timeout: float, started: float) -> StrategyResult:
@@ -106,8 +115,8 @@ class _Dispatcher:
     future was cancelled are skipped; `close` cancels every job not started.
     """
 
-    def __init__(self, servers: Sequence[Callable[[_Job], None]], name: str) -> None:
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+    def __init__(self, servers: Sequence[Callable[[StrategyJob], None]], name: str) -> None:
+        self._jobs: queue.SimpleQueue[StrategyJob | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
         self._count = len(servers)
@@ -116,7 +125,7 @@ class _Dispatcher:
             thread.daemon = True
             thread.start()
 
-    def submit(self, job: _Job) -> Future[StrategyResult | ScanFailure]:
+    def submit(self, job: StrategyJob) -> Future[StrategyResult | ScanFailure]:
         with self._lock:
             if self._closed:  # the worker is stopping: nothing new starts
                 job.future.cancel()
@@ -135,7 +144,7 @@ class _Dispatcher:
         for _ in range(self._count):
             self._jobs.put(None)
 
-    def _loop(self, serve: Callable[[_Job], None]) -> None:
+    def _loop(self, serve: Callable[[StrategyJob], None]) -> None:
         while (job := self._jobs.get()) is not None:
             if self._closed:
                 job.future.cancel()
@@ -143,7 +152,7 @@ class _Dispatcher:
                 _serve_or_fail(serve, job)
 
 
-def _serve_or_fail(serve: Callable[[_Job], None], job: _Job) -> None:
+def _serve_or_fail(serve: Callable[[StrategyJob], None], job: StrategyJob) -> None:
     """A server that raises (a child that cannot spawn) fails that job, not the thread."""
     try:
         serve(job)
@@ -172,12 +181,10 @@ class ThreadStrategyPool:
         self,
         threads: int,
         strategies: Mapping[str, Strategy],
-        market: MarketData,
         timeout: float = Settings.strategy_timeout,
         max_abandoned: int | None = None,
     ) -> None:
         self._strategies = strategies
-        self._market = market
         self._timeout = timeout
         if max_abandoned is None:
             max_abandoned = ABANDONED_PER_THREAD * threads
@@ -185,17 +192,15 @@ class ThreadStrategyPool:
         self._abandoned = threading.BoundedSemaphore(max_abandoned)
         self._dispatcher = _Dispatcher([self._serve] * threads, "strategy")
 
-    def submit(
-        self, name: str, symbols: tuple[str, ...], timeframe: str, scan_id: str
-    ) -> Future[StrategyResult | ScanFailure]:
-        return self._dispatcher.submit(_Job(name, symbols, timeframe, scan_id))
+    def submit(self, job: StrategyJob) -> Future[StrategyResult | ScanFailure]:
+        return self._dispatcher.submit(job)
 
     def shutdown(self) -> None:
         self._dispatcher.close()
 
-    def _serve(self, job: _Job) -> None:
-        ctx = StrategyContext(self._market, job.symbols, job.timeframe)
-        run = _Run(lambda: run_strategy(self._strategies[job.name], ctx, job.scan_id), job.name)
+    def _serve(self, job: StrategyJob) -> None:
+        strategy = self._strategies[job.name]
+        run = _Run(lambda: run_strategy(strategy, job.ctx, job.scan_id), job.name)
         started = time.perf_counter()
         run.start()
         outcome = run.wait(self._timeout)
@@ -259,7 +264,7 @@ class _Run:
 
 
 class ProcessStrategyPool:
-    """Strategies in `processes` child processes, each with its own copy of the market.
+    """Strategies in `processes` child processes, each sent the series it reads.
 
     Children are spawned (never forked from this threaded process) on first
     use; each runs one strategy at a time for one thread of this worker. A
@@ -269,21 +274,13 @@ class ProcessStrategyPool:
     once more. Either way the next strategy gets a fresh child.
     """
 
-    def __init__(
-        self,
-        processes: int,
-        market: str,
-        latency_ms: float,
-        timeout: float = Settings.strategy_timeout,
-    ) -> None:
-        spawn = functools.partial(_Child, market, latency_ms, timeout)
+    def __init__(self, processes: int, timeout: float = Settings.strategy_timeout) -> None:
+        spawn = functools.partial(_Child, timeout)
         self._slots = [_ChildSlot(spawn, timeout) for _ in range(processes)]
         self._dispatcher = _Dispatcher([slot.serve for slot in self._slots], "strategy-child")
 
-    def submit(
-        self, name: str, symbols: tuple[str, ...], timeframe: str, scan_id: str
-    ) -> Future[StrategyResult | ScanFailure]:
-        return self._dispatcher.submit(_Job(name, symbols, timeframe, scan_id))
+    def submit(self, job: StrategyJob) -> Future[StrategyResult | ScanFailure]:
+        return self._dispatcher.submit(job)
 
     def shutdown(self) -> None:
         """Cancel what has not started and kill the children: their scans were handed off."""
@@ -302,11 +299,11 @@ class _ChildSlot:
         self._child: _Child | None = None
         self._closed = False
 
-    def serve(self, job: _Job) -> None:
+    def serve(self, job: StrategyJob) -> None:
         try:
             child = self._current()
             started = time.perf_counter()
-            outcome = child.run(job.request, self._timeout)
+            outcome = child.run(job.request(), self._timeout)
         except BrokenProcessPool as lost:
             log.warning("strategy_child_died", scan_id=job.scan_id, strategy=job.name)
             self._replace()
@@ -351,12 +348,10 @@ class _ChildSlot:
 class _Child:
     """A spawned child process that runs strategies sent down a pipe, one at a time."""
 
-    def __init__(self, market: str, latency_ms: float, start_timeout: float) -> None:
+    def __init__(self, start_timeout: float) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, theirs = context.Pipe()
-        self._process = context.Process(
-            target=_child_main, args=(theirs, market, latency_ms), name="oppscan-strategy"
-        )
+        self._process = context.Process(target=_child_main, args=(theirs,), name="oppscan-strategy")
         self._process.daemon = True  # multiprocessing ends it when this worker exits
         self._process.start()
         theirs.close()
@@ -365,7 +360,7 @@ class _Child:
             raise BrokenProcessPool(f"strategy child did not start within {start_timeout:g} s")
 
     def run(
-        self, request: tuple[str, tuple[str, ...], str, str], timeout: float
+        self, request: tuple[str, StrategyContext, str], timeout: float
     ) -> StrategyResult | ScanFailure | None:
         """The strategy's outcome, or None when it is still running after `timeout` s."""
         try:
@@ -393,7 +388,7 @@ CHILD_NICENESS = 10
 CHILD_READY = "ready"
 
 
-def _child_main(conn: Connection, market: str, latency_ms: float) -> None:
+def _child_main(conn: Connection) -> None:
     """Set up, say so, then run every strategy the worker sends until it hangs up."""
     # Ctrl-C reaches the whole process group: the worker decides when this child ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -401,10 +396,9 @@ def _child_main(conn: Connection, market: str, latency_ms: float) -> None:
     # answering requests leaves, which is what the status p99 needs.
     os.nice(CHILD_NICENESS)
     configure_logs()
-    data, strategies = load_market(market, latency_ms), available_strategies()
+    strategies = available_strategies()
     conn.send(CHILD_READY)
     with contextlib.suppress(EOFError):
         while True:
-            name, symbols, timeframe, scan_id = conn.recv()
-            ctx = StrategyContext(data, symbols, timeframe)
+            name, ctx, scan_id = conn.recv()
             conn.send(run_strategy(strategies[name], ctx, scan_id))

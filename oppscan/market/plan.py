@@ -83,6 +83,10 @@ class ScanFetch:
     def source(self) -> str:
         return self._cache.market.name
 
+    def keys(self) -> list[SeriesKey]:
+        """Every distinct series of the scan."""
+        return list(self._futures)
+
     def when_ready(self, keys: Iterable[SeriesKey], call: Callable[[], object]) -> None:
         """Call `call` once every series of `keys` is in or failed (at once when they are)."""
         waiting = [self._futures[key] for key in set(keys)]

@@ -3,6 +3,7 @@
 from oppscan.storage.client import CircuitBreaker, StoreUnavailable, connect, redis_address
 from oppscan.storage.embedded import EmbeddedRedis
 from oppscan.storage.keys import Keys
+from oppscan.storage.market_store import MarketStore
 from oppscan.storage.port import Store
 from oppscan.storage.store import (
     LeaseState,
@@ -20,6 +21,7 @@ __all__ = [
     "EmbeddedRedis",
     "Keys",
     "LeaseState",
+    "MarketStore",
     "NewScan",
     "Recorded",
     "Registered",

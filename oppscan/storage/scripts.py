@@ -359,9 +359,9 @@ return tostring(wait)
 HOLD_OFF = (
     NOW_MS
     + """
-local until = now_ms() + tonumber(ARGV[1])
+local hold_until = now_ms() + tonumber(ARGV[1])
 local hold = tonumber(redis.call('HGET', KEYS[1], 'hold')) or 0
-if until > hold then redis.call('HSET', KEYS[1], 'hold', until) end
+if hold_until > hold then redis.call('HSET', KEYS[1], 'hold', hold_until) end
 redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), tonumber(ARGV[1]) + 60000))
 return 1
 """

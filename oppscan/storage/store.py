@@ -35,6 +35,7 @@ from oppscan.storage.client import (
     ThreadConnections,
 )
 from oppscan.storage.keys import Keys
+from oppscan.storage.market_store import MarketStore
 
 T = TypeVar("T")
 
@@ -226,6 +227,10 @@ class ScanStore:
     def close(self) -> None:
         self._reads.close()
         self._client.close()
+
+    def market(self) -> MarketStore:
+        """The market layer's keys, on this store's connections and circuit breaker."""
+        return MarketStore(self._client, self._keys, self.breaker)
 
     def _call(self, fn: Callable[[], T]) -> T:
         return self.breaker.call(fn)

@@ -15,11 +15,15 @@ from typing import Any
 import pytest
 
 from oppscan.actors import ProcessStrategyPool
+from oppscan.actors.strategy_run import StrategyJob
+from oppscan.market import SyntheticMarket
+from oppscan.market.base import SeriesKey
+from oppscan.market.plan import ScanMarket
 from oppscan.model import ScanParams, ScanStatus, StrategyResult
 from oppscan.runtime import Runtime, start_runtime, stop_runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
-from oppscan.strategies import available_strategies
+from oppscan.strategies import StrategyContext, available_strategies
 from tests.support.plugins import HANG, install_hang_plugin
 from tests.support.polling import poll_until
 
@@ -29,6 +33,17 @@ PARAMS = ScanParams(ALL, ("BTC-USD", "ETH-USD", "SOL-USD"), "1h")
 
 def poll(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
     poll_until(predicate, timeout)
+
+
+def job(name: str) -> StrategyJob:
+    """`name` on the primary bars of PARAMS' symbols, fetched here as a scan would."""
+    source = SyntheticMarket()
+    series = {
+        SeriesKey.bars("alpha", symbol, "1h"): source.bars(symbol, "1h")
+        for symbol in PARAMS.symbols
+    }
+    market = ScanMarket(source.name, tuple(source.venues()), series)
+    return StrategyJob(name, StrategyContext(market, PARAMS.symbols, "1h"), "scan_1")
 
 
 def run_scan(runtime: Runtime) -> dict[str, Any]:
@@ -100,14 +115,14 @@ def test_a_hung_child_is_killed_at_the_deadline(
 ) -> None:
     """A strategy hung in its child is `error` at 1 s; the child is killed, a fresh one runs on."""
     monkeypatch.syspath_prepend(str(install_hang_plugin(tmp_path / "plugins")))  # children too
-    pool = ProcessStrategyPool(1, "synthetic", 0.0, timeout=1.0)
+    pool = ProcessStrategyPool(1, timeout=1.0)
     try:
-        hung = pool.submit(HANG, PARAMS.symbols, "1h", "scan_1")
+        hung = pool.submit(job(HANG))
         poll(lambda: 1 == len(multiprocessing.active_children()))
         stuck = multiprocessing.active_children()[0]
         outcome = hung.result(60)
         stuck.join(10)
-        after = pool.submit("momentum", PARAMS.symbols, "1h", "scan_1").result(60)
+        after = pool.submit(job("momentum")).result(60)
         children = multiprocessing.active_children()
     finally:
         pool.shutdown()

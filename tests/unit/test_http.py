@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import falcon.testing
 import pytest
 
-from oppscan.actors import RegistryActor, RegistryView, ScanDeps, ThreadStrategyPool
+from oppscan.actors import RegistryActor, RegistryView, ScanDeps
 from oppscan.actors.proxies import registry_proxy
 from oppscan.actors.scan import Registrar
 from oppscan.auth import TokenVerifier, issue_token
@@ -19,7 +19,7 @@ from oppscan.http.resources import ApiDeps
 from oppscan.runtime import Runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
-from tests.fakes import FakeStore, FakeStrategy, immediate, market
+from tests.fakes import FakeStore, FakeStrategy, feeds, immediate, market
 
 SECRET = "unit-test-secret-0123456789abcdef"
 GATE = threading.Event()
@@ -35,19 +35,19 @@ def store() -> FakeStore:
 @pytest.fixture
 def client(store: FakeStore) -> Iterator[falcon.testing.TestClient]:
     GATE.clear()
-    pool = ThreadStrategyPool(2, STRATEGIES, market())
+    shared = feeds(STRATEGIES, threads=2)
 
     def deps_for(registrar: Registrar) -> ScanDeps:
-        return ScanDeps(store, pool, set(STRATEGIES), registrar, 60, 200, immediate)
+        return ScanDeps(store, shared, registrar, 60, 200, immediate)
 
     view = RegistryView(60.0, 100, 60)
     registry = registry_proxy(RegistryActor.start(view, deps_for))
     settings = Settings(redis_url="redis://unused")
-    runtime = Runtime(settings, store, market(), STRATEGIES, pool, registry, view, "unit:1")
+    runtime = Runtime(settings, store, market(), STRATEGIES, shared, registry, view, "unit:1")
     deps = ApiDeps(ScanService(runtime), STRATEGIES, ("SYM0", "SYM1"), store.ping, "unit:1")
     yield falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
     GATE.set()
-    pool.shutdown()
+    shared.close()
 
 
 def auth(user: str = "alice") -> dict[str, str]:

@@ -17,14 +17,13 @@ from oppscan.actors import (
     RegistryView,
     ScanDeps,
     ScanJob,
-    ThreadStrategyPool,
 )
 from oppscan.actors.proxies import RegistryProxy, registry_proxy
 from oppscan.actors.steward import Steward
 from oppscan.model import Epoch, ScanParams, ScanSnapshot, ScanStatus, now_iso
 from oppscan.settings import Settings
 from oppscan.storage import LeaseState, NewScan
-from tests.fakes import FakeStore, FakeStrategy, immediate, market
+from tests.fakes import FakeStore, FakeStrategy, feeds, immediate
 from tests.support.polling import poll_until
 
 SCAN = "scan_" + "b" * 32
@@ -98,7 +97,7 @@ def registry_actor() -> Iterator[tuple[RegistryProxy, RegistryView, ScanJob]]:
     """A RegistryActor running one held scan over a fake store."""
     gate = threading.Event()
     strategies = {"held": FakeStrategy("held", gate=gate)}
-    pool = ThreadStrategyPool(2, strategies, market())
+    shared = feeds(strategies, threads=2)
     store = FakeStore()
     params = ScanParams(("held",), ("SYM0",), "1h")
     created = now_iso()
@@ -107,7 +106,7 @@ def registry_actor() -> Iterator[tuple[RegistryProxy, RegistryView, ScanJob]]:
     store.register(scan, 10_000)
 
     def deps_for(registrar: Registrar) -> ScanDeps:
-        return ScanDeps(store, pool, set(strategies), registrar, 60, 200, immediate)
+        return ScanDeps(store, shared, registrar, 60, 200, immediate)
 
     view = RegistryView(300.0, 100, 3600)
     proxy = registry_proxy(RegistryActor.start(view, deps_for, 10.0))
@@ -115,7 +114,7 @@ def registry_actor() -> Iterator[tuple[RegistryProxy, RegistryView, ScanJob]]:
     yield proxy, view, job
     gate.set()
     proxy.actor_ref.stop()
-    pool.shutdown()
+    shared.close()
 
 
 def test_lease_news_about_another_epoch_is_ignored(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -16,14 +17,23 @@ from oppscan.actors import (
     ScanDeps,
     ScanJob,
     SnapshotCell,
-    ThreadStrategyPool,
     first_snapshot,
 )
+from oppscan.actors.feed import Feeds
 from oppscan.actors.proxies import scan_proxy
 from oppscan.market import MarketDataError
 from oppscan.model import Epoch, ScanParams, ScanStatus, now_iso
 from oppscan.storage import NewScan, Recorded, Written
-from tests.fakes import FakeStore, FakeStrategy, Recorder, immediate, market, skipping
+from tests.fakes import (
+    CountingMarket,
+    FakeStore,
+    FakeStrategy,
+    ReadingStrategy,
+    Recorder,
+    feeds,
+    immediate,
+    skipping,
+)
 from tests.support.polling import poll_until
 
 USER = "alice"
@@ -33,12 +43,12 @@ class Pools:
     """Thread strategy pools made for one test, shut down after it."""
 
     def __init__(self) -> None:
-        self.made: list[ThreadStrategyPool] = []
+        self.made: list[Feeds] = []
 
-    def make(self, strategies: Sequence[FakeStrategy]) -> ThreadStrategyPool:
-        pool = ThreadStrategyPool(4, {s.name: s for s in strategies}, market())
-        self.made.append(pool)
-        return pool
+    def make(self, strategies: Sequence[FakeStrategy]) -> Feeds:
+        made = feeds({s.name: s for s in strategies})
+        self.made.append(made)
+        return made
 
 
 @pytest.fixture
@@ -46,7 +56,7 @@ def pools() -> Iterator[Pools]:
     made = Pools()
     yield made
     for pool in made.made:
-        pool.shutdown()
+        pool.close()
 
 
 @dataclass(frozen=True)
@@ -75,8 +85,7 @@ def start(
     store.outages = outages
     deps = ScanDeps(
         store=store,
-        pool=pools.make(strategies),
-        strategies={s.name for s in strategies},
+        feeds=pools.make(strategies),
         registrar=recorder,
         result_ttl=60,
         results_cap=200,
@@ -119,14 +128,69 @@ def test_error_and_skipped_count_as_completed(pools: Pools) -> None:
     assert "ValueError: boom" == stored["bad"].error
 
 
-def test_market_data_error_fails_the_scan(pools: Pools) -> None:
-    """A bad data file fails the whole scan with its message."""
+def test_a_series_read_undeclared_that_fails_skips_the_strategy(pools: Pools) -> None:
+    """A strategy that reads a series it did not declare, which fails, is skipped with
+    the source's message; the scan goes on."""
     store, recorder = FakeStore(), Recorder()
     broken = FakeStrategy("a", raises=MarketDataError("data/BAD.csv: row 3: bad number"))
-    start(store, [broken], pools, recorder)
+    job = start(store, [broken, FakeStrategy("b")], pools, recorder).job
     assert recorder.done.wait(10)
-    final = recorder.finished[0]
-    assert (ScanStatus.FAILED, "data/BAD.csv: row 3: bad number") == (final.status, final.error)
+    assert ScanStatus.COMPLETE == recorder.finished[0].status
+    stored = store.records[job.scan_id].strategies["a"]
+    assert ("skipped", "data/BAD.csv: row 3: bad number") == (stored.status, stored.error)
+
+
+def run_on(source: CountingMarket, strategies: Sequence[Any], symbols: tuple[str, ...]) -> Any:
+    """Run one scan of `strategies` over `source` to its end: (final snapshot, record)."""
+    store, recorder = FakeStore(), Recorder()
+    params = ScanParams(tuple(s.name for s in strategies), symbols, "1h")
+    scan = NewScan("scan_" + "f" * 32, USER, params, now_iso(), "test:1")
+    store.register(scan, 10_000)
+    shared = feeds({s.name: s for s in strategies}, source)
+    try:
+        deps = ScanDeps(store, shared, recorder, 60, 200, immediate)
+        ScanActor.start(scan.job(), deps, SnapshotCell(first_snapshot(scan.job())))
+        assert recorder.done.wait(10)
+    finally:
+        shared.close()
+    return recorder.finished[0], store.records[scan.scan_id]
+
+
+def test_each_series_is_fetched_once_whatever_the_strategies(pools: Pools) -> None:
+    """Three strategies reading the same two series cost two fetches, and the results
+    say how each series was had."""
+    source = CountingMarket()
+    strategies = [ReadingStrategy("r1"), ReadingStrategy("r2"), ReadingStrategy("r3")]
+    final, _ = run_on(source, strategies, ("SYM0", "SYM1"))
+    assert 2 == len(source.fetches)
+    assert ScanStatus.COMPLETE == final.status
+    market = json.loads(final.results)["metadata"]["market"]
+    assert {"source": "counting", "series": 2, "fetched": 2, "cached": 0, "shared": 0} == {
+        k: v for k, v in market.items() if k != "failed"
+    }
+
+
+def test_a_series_that_cannot_be_had_skips_the_strategies_that_read_it(pools: Pools) -> None:
+    """One symbol the source does not list: its readers are skipped with the reason,
+    a strategy that reads nothing still runs, and the scan completes."""
+    source = CountingMarket(bad={"SYM1"})
+    strategies = [ReadingStrategy("r1"), FakeStrategy("quiet")]
+    final, record = run_on(source, strategies, ("SYM0", "SYM1"))
+    assert ScanStatus.COMPLETE == final.status
+    skipped = record.strategies["r1"]
+    assert "skipped" == skipped.status
+    assert "no data for SYM1 1h bars on a: counting: SYM1 is not listed" == skipped.error
+    assert "ok" == record.strategies["quiet"].status
+    assert 1 == json.loads(final.results)["metadata"]["market"]["failed"]
+
+
+def test_a_scan_whose_every_fetch_failed_fails_naming_the_source(pools: Pools) -> None:
+    """No series at all: the scan ends failed, and its error names the source."""
+    source = CountingMarket(bad={"SYM0", "SYM1"})
+    final, _ = run_on(source, [ReadingStrategy("r1"), ReadingStrategy("r2")], ("SYM0", "SYM1"))
+    assert ScanStatus.FAILED == final.status
+    assert final.error is not None
+    assert final.error.startswith("no market data from counting: counting: SYM")
 
 
 def test_snapshot_answers_while_strategies_run(pools: Pools) -> None:
@@ -248,8 +312,7 @@ def test_a_reader_never_sees_less_than_what_redis_already_holds(
     cell = SnapshotCell(first_snapshot(job))
     store, recorder = ReadingStore(cell), Recorder()
     store.register(scan, 10_000)
-    names = {s.name for s in strategies}
-    deps = ScanDeps(store, pools.make(strategies), names, recorder, 60, 200, immediate)
+    deps = ScanDeps(store, pools.make(strategies), recorder, 60, 200, immediate)
     ScanActor.start(job, deps, cell)
     assert recorder.done.wait(10)
     behind = []
@@ -375,7 +438,8 @@ def test_an_actor_that_cannot_start_records_its_scan_as_failed() -> None:
     job = scan.job()
     store, recorder = FakeStore(), Recorder()
     store.register(scan, 10_000)
-    deps = ScanDeps(store, RefusingPool(), {"a"}, recorder, 60, 200, immediate)
+    refusing = feeds({"a": FakeStrategy("a")}, pool=RefusingPool())
+    deps = ScanDeps(store, refusing, recorder, 60, 200, immediate)
     cell = SnapshotCell(first_snapshot(job))
     ref = ScanActor.start(job, deps, cell)
     assert recorder.done.wait(10)

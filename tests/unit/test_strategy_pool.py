@@ -11,7 +11,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from oppscan.actors import ScanFailure, ThreadStrategyPool
+from oppscan.actors.strategy_run import StrategyJob
 from oppscan.model import StrategyResult
+from oppscan.strategies import StrategyContext
 from tests.fakes import FakeStrategy, market
 from tests.support.polling import poll_until
 
@@ -33,11 +35,11 @@ def pool(
 ) -> ThreadStrategyPool:
     strategies = [FakeStrategy(name, gate=gate) for name, gate in gates.items()]
     by_name = {s.name: s for s in (*strategies, FakeStrategy("alpha"))}
-    return ThreadStrategyPool(threads, by_name, market(), TIMEOUT, max_abandoned)
+    return ThreadStrategyPool(threads, by_name, TIMEOUT, max_abandoned)
 
 
 def start(on: ThreadStrategyPool, name: str) -> Future[StrategyResult | ScanFailure]:
-    return on.submit(name, ("SYM0",), "1h", "scan_1")
+    return on.submit(StrategyJob(name, StrategyContext(market(), ("SYM0",), "1h"), "scan_1"))
 
 
 def outcome(future: Future[StrategyResult | ScanFailure]) -> StrategyResult:
@@ -112,7 +114,7 @@ def test_no_pool_thread_holds_up_the_exit(gates: dict[str, threading.Event]) -> 
 def test_shutdown_cancels_what_has_not_started(gates: dict[str, threading.Event]) -> None:
     """Strategies still queued when the pool shuts down are cancelled, not run."""
     strategies = {"stuck": FakeStrategy("stuck", gate=gates["stuck"])}
-    single = ThreadStrategyPool(1, strategies, market(), 60.0)
+    single = ThreadStrategyPool(1, strategies, 60.0)
     start(single, "stuck")
     queued = start(single, "stuck")
     single.shutdown()

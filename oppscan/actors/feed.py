@@ -1,0 +1,112 @@
+"""Feeding a scan's strategies: each starts once the series it reads are in.
+
+`Feeds` is what every scan of a worker shares (the strategy pool, the series
+cache, the fetch threads); `StrategyFeed` is one scan's: it fetches the
+distinct series of the strategies it runs once, and hands each strategy to
+the pool as soon as its own are in. A strategy whose series could not be had
+is `skipped` with the reason; when no series at all could be had the scan
+fails, naming the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from oppscan.actors.strategy_run import ScanFailure, StrategyJob, StrategyPool
+from oppscan.market import MarketData
+from oppscan.market.base import SeriesKey
+from oppscan.market.cache import SeriesCache
+from oppscan.market.plan import Failed, FetchPool, ScanFetch
+from oppscan.model import ScanParams, StrategyResult
+from oppscan.strategies import Strategy, StrategyContext, Universe, series_needed
+
+Outcome = StrategyResult | ScanFailure
+
+
+@dataclass(frozen=True)
+class Feeds:
+    """A worker's way to run strategies on fetched series."""
+
+    pool: StrategyPool
+    cache: SeriesCache
+    fetchers: FetchPool
+    strategies: Mapping[str, Strategy]
+
+    @property
+    def market(self) -> MarketData:
+        return self.cache.market
+
+    def for_scan(self, scan_id: str, params: ScanParams, names: Iterable[str]) -> StrategyFeed:
+        """Start fetching what the strategies `names` of the scan read."""
+        market = self.cache.market
+        universe = Universe(params.symbols, params.timeframe, tuple(market.venues()))
+        needs = {name: series_needed(self.strategies[name], universe) for name in names}
+        fetch = ScanFetch(self.cache, self.fetchers, (k for keys in needs.values() for k in keys))
+        return StrategyFeed(self, fetch, needs, params, scan_id)
+
+    def close(self) -> None:
+        self.fetchers.close()
+        self.pool.shutdown()
+
+
+class StrategyFeed:
+    """One scan's strategies, each started when its series are in (see module doc)."""
+
+    def __init__(
+        self,
+        feeds: Feeds,
+        fetch: ScanFetch,
+        needs: Mapping[str, frozenset[SeriesKey]],
+        params: ScanParams,
+        scan_id: str,
+    ) -> None:
+        self._feeds = feeds
+        self._fetch = fetch
+        self._needs = needs
+        self._params = params
+        self._scan_id = scan_id
+
+    def submit(self, name: str) -> Future[Outcome]:
+        """The strategy's outcome to be: cancellable until the strategy starts."""
+        future: Future[Outcome] = Future()
+        self._fetch.when_ready(self._needs[name], lambda: self._start(name, future))
+        return future
+
+    def market_summary(self) -> dict[str, Any]:
+        """`metadata.market`: the source, and how each distinct series was had."""
+        return self._fetch.summary()
+
+    def _start(self, name: str, future: Future[Outcome]) -> None:
+        """On the thread that brought its last series in: run it, or if some failed,
+        decide once the whole plan is done (all failed: the scan fails)."""
+        if future.done():  # cancelled while its series came in
+            return
+        if self._fetch.failures(self._needs[name]):
+            self._fetch.when_ready(self._fetch.keys(), lambda: self._without(name, future))
+            return
+        market = self._fetch.market(self._needs[name], fallback=self._feeds.cache)
+        ctx = StrategyContext(market, self._params.symbols, self._params.timeframe)
+        self._feeds.pool.submit(StrategyJob(name, ctx, self._scan_id, future))
+
+    def _without(self, name: str, future: Future[Outcome]) -> None:
+        if self._fetch.every_fetch_failed():
+            error = self._fetch.failures(self._fetch.keys())[0].error
+            source = self._fetch.source
+            _settle(future, ScanFailure(name, f"no market data from {source}: {error}"))
+        else:
+            failed = self._fetch.failures(self._needs[name])
+            _settle(future, StrategyResult(name, "skipped", (), 0, _reason(failed)))
+
+
+def _settle(future: Future[Outcome], outcome: Outcome) -> None:
+    if future.set_running_or_notify_cancel():
+        future.set_result(outcome)
+
+
+def _reason(failed: list[Failed]) -> str:
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more series)" if len(failed) > 1 else ""
+    return f"no data for {first.key}{more}: {first.error}"
