@@ -204,7 +204,21 @@ METADATA = _closed(
         "completed_at": STAMP,
         "duration_ms": {"type": "integer"},
         "opportunities_total": COUNT,
-    }
+    },
+    # How the owner that finished the scan had its market series (every distinct
+    # series the strategies it ran declared): absent on results stored before it.
+    {
+        "market": _closed(
+            {
+                "source": {"type": "string"},
+                "series": COUNT,
+                "fetched": COUNT,
+                "cached": COUNT,
+                "shared": COUNT,
+                "failed": COUNT,
+            }
+        )
+    },
 )
 RESULTS = _closed(
     {

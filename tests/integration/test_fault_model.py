@@ -32,10 +32,11 @@ SLOW = ScanParams(ALL, ("BTC-USD", "ETH-USD", "SOL-USD"), "1h")
 
 
 def settings(redis_url: str, data_dir: Path, **changes: object) -> Settings:
-    """Strategies slowed to 100 ms per market-data fetch, leases of 2 s."""
-    return lease_settings(
-        redis_url, data_dir, **{"synthetic_latency_ms": 100.0, "lease_ttl": 2.0, **changes}
-    )
+    """Market data at 100 ms per fetch, one fetch at a time (so a scan's strategies
+    finish in steps: the primary venue's, then the other venues', then funding's),
+    leases of 2 s."""
+    slow = {"synthetic_latency_ms": 100.0, "fetch_concurrency": 1, "lease_ttl": 2.0}
+    return lease_settings(redis_url, data_dir, **{**slow, **changes})
 
 
 @pytest.fixture
@@ -77,8 +78,12 @@ def test_a_scan_claimed_again_by_its_own_worker_runs_under_one_actor(
         redis_url, data_dir, max_scans_per_worker=2, synthetic_latency_ms=500.0, strategy_threads=1
     )
     service = start(runtimes, config)
+    # Done in three steps, half a second apart: two on the primary venue's bars, then
+    # the one reading every venue, then the one reading funding.
     params = ScanParams(
-        ("momentum", "rsi_reversal", "macd_crossover", "volume_spike"), ("BTC-USD",), "1h"
+        ("momentum", "rsi_reversal", "cross_venue_arbitrage", "funding_rate_arbitrage"),
+        ("BTC-USD",),
+        "1h",
     )
     scan_id = service.discover("alice", params, False).scan_id
     poll_until(lambda: completed(redis_url, scan_id) >= 1, 30)
@@ -163,7 +168,13 @@ def test_nothing_of_a_scan_remains_after_its_retention(
     for scan_id in ids:
         wait_terminal(service, scan_id, 30)
     raw = redis.Redis.from_url(redis_url, decode_responses=True)
-    poll_until(lambda: not raw.keys("oppscan:*"), 10)
+
+    def scan_keys() -> list[str]:
+        return [k for k in raw.keys("oppscan:*") if not k.startswith("oppscan:series:")]
+
+    poll_until(lambda: not scan_keys(), 10)
+    # Market series are no scan's: shared, they expire with their candle.
+    assert all(raw.pttl(k) > 0 for k in raw.keys("oppscan:series:*"))
     for scan_id in ids:
         with pytest.raises(ScanNotFound):
             service.status("alice", scan_id)
