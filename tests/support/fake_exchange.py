@@ -171,15 +171,16 @@ class FakeExchange:
     _delisted: set[str] = field(default_factory=set, repr=False)
     _accepted: list[float] = field(default_factory=list, repr=False)  # under the rate limit
     _rate: tuple[int, float, str | None] | None = None
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
+    _server: _Server | None = field(default=None, repr=False)
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> FakeExchange:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.fake = self  # type: ignore[attr-defined]
-        threading.Thread(target=server.serve_forever, name="fake-exchange", daemon=True).start()
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="fake-exchange", daemon=True
+        ).start()
         self._server = server
         return self
 
@@ -530,13 +531,22 @@ def _ticker(coin: Coin, price: float, now_ms: int) -> dict[str, Any]:
     }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 drops a burst of 16 connects, and the dropped ones
+    # retry a second later: the delay would look like throttling.
+    request_queue_size = 128
+    fake: FakeExchange
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as ccxt's requests Session expects
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        fake: FakeExchange = self.server.fake  # type: ignore[attr-defined]
+        assert isinstance(self.server, _Server)
+        fake = self.server.fake
         try:
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, value = fake.answer(parts.path, query, headers)
