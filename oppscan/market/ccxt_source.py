@@ -75,6 +75,10 @@ class RetryBudget:
     max_wait: float = 30.0  # seconds of hold-off, summed over the retries
     backoff: float = 1.0  # the first pause when the exchange sends no Retry-After; doubles
 
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.max_wait < 0 or self.backoff < 0:
+            raise ValueError(f"a retry budget needs an attempt and no negative times: {self}")
+
 
 def retry_after_seconds(headers: Mapping[str, str] | None, now: float) -> float | None:
     """The pause a Retry-After header asks for (delta-seconds or an HTTP date), if any."""
@@ -294,7 +298,7 @@ class CcxtMarket:
         market = exchange.markets.get(symbol)
         if market is None:
             raise MarketDataError(f"{venue} does not list {symbol}")
-        if timeframe not in (exchange.timeframes or {}):
+        if not (exchange.timeframes or {}).get(timeframe):  # ccxt's names are oppscan's
             raise MarketDataError(f"{venue} has no {timeframe} candles")
         rows = self._rows(venue, exchange, market, timeframe)
         if not rows:
@@ -485,14 +489,21 @@ class CcxtMarket:
                 raise MarketDataError(
                     self._message(venue, f"malformed answer for {what}", exc)
                 ) from exc
-        raise AssertionError("RetryBudget.attempts must be at least 1")
+        raise AssertionError("unreachable: RetryBudget.attempts is at least 1")
 
     def _rate_limited(self, venue: str, exchange: Exchange, attempt: int) -> float:
         """Hold the venue off (for every worker sharing the throttle): the pause."""
         asked = retry_after_seconds(exchange.last_response_headers, self._clock())
         pause = asked if asked is not None else self._retry.backoff * 2 ** (attempt - 1)
         self._throttle.hold_off(venue, pause)
-        log.warning("rate_limited", venue=venue, retry_after=asked, pause=pause, attempt=attempt)
+        log.warning(
+            "rate_limited",
+            source=self.name,
+            venue=venue,
+            retry_after=asked,
+            pause=pause,
+            attempt=attempt,
+        )
         if self._on_rate_limited is not None:
             self._on_rate_limited(venue)
         return pause

@@ -167,6 +167,15 @@ def test_bars_are_read_only_typed_arrays(fake: FakeExchange, throttle: Any) -> N
     assert {np.dtype(np.float64)} == {a.dtype for a in arrays[1:]}
 
 
+def test_a_timeframe_the_exchange_lacks(fake: FakeExchange) -> None:
+    """A timeframe the exchange's ccxt class does not offer: MarketDataError, no klines asked."""
+    config = ccxt_config(fake.url)
+    config["binance"]["timeframes"] = {"4h": None}  # as if binance had no 4h candles
+    with pytest.raises(MarketDataError, match=r"^binance has no 4h candles$"):
+        make(fake, RecordingThrottle(), config=config).bars("BTC/USDT", "4h")
+    assert [] == fake.requests_for(KLINES)
+
+
 def test_a_page_that_holds_the_history_is_one_request(fake: FakeExchange, throttle: Any) -> None:
     """history 5: one klines request for the latest 6 (the open one is dropped)."""
     make(fake, throttle).bars("BTC/USDT", "1m")

@@ -11,6 +11,7 @@ from oppscan.market.base import MarketDataError, SeriesKey, candle_freshness
 from oppscan.market.ccxt_source import (
     DEFAULT_PAGE,
     CcxtMarket,
+    RetryBudget,
     page_limit,
     perpetual_of,
     retry_after_seconds,
@@ -148,3 +149,9 @@ def test_credentials_stay_out_of_repr() -> None:
     assert "binance" in shown
     assert "key-1234" not in shown
     assert "secret-5678" not in shown
+
+
+def test_a_retry_budget_needs_an_attempt() -> None:
+    """Zero attempts would never send the request: refused."""
+    with pytest.raises(ValueError, match="attempt"):
+        RetryBudget(attempts=0)
