@@ -21,9 +21,12 @@ from oppscan.actors.scan import Registrar, ScanDeps, schedule_with_timer
 from oppscan.actors.steward import Steward
 from oppscan.actors.strategy_run import ProcessStrategyPool, StrategyPool, ThreadStrategyPool
 from oppscan.logs import get_logger
-from oppscan.market import MarketData, load_market
+from oppscan.market import CcxtSetup, MarketData, load_market
 from oppscan.market.cache import SeriesCache
+from oppscan.market.limits import SharedThrottle
 from oppscan.market.plan import FetchPool
+from oppscan.market.throttle import LocalThrottle
+from oppscan.metrics import MARKET_FETCHES
 from oppscan.settings import Settings, worker_name
 from oppscan.storage import MarketStore, Store, open_store, redis_address
 from oppscan.strategies import Strategy, available_strategies
@@ -64,9 +67,12 @@ def start_runtime(
             redis=redis_address(settings.redis_url),
             failure_reason="no_answer_at_start",
         )
-    market = load_market(settings.market, settings.synthetic_latency_ms)
+    shared = store.market()
+    market = load_market(
+        settings.market, settings.synthetic_latency_ms, ccxt_setup(settings, shared)
+    )
     strategies = available_strategies()
-    feeds = market_feeds(settings, store.market(), market, strategies)
+    feeds = market_feeds(settings, shared, market, strategies)
     view = RegistryView(settings.cache_ttl, settings.cache_size, settings.result_ttl)
     worker = worker_name()
 
@@ -114,6 +120,22 @@ def stop_runtime(
 def running_scans(runtime: Runtime) -> int:
     """How many scans this worker owns now."""
     return len(runtime.view.owned())
+
+
+def ccxt_setup(settings: Settings, shared: MarketStore) -> CcxtSetup:
+    """A ccxt market's options, its rate limits held in Redis for the whole deployment."""
+    return CcxtSetup(
+        symbols=settings.symbols,
+        universe_size=settings.universe_size,
+        config=settings.ccxt_config,
+        credentials=settings.ccxt_credentials,
+        throttle=SharedThrottle(shared, LocalThrottle(), settings.workers),
+        on_rate_limited=count_rate_limited,
+    )
+
+
+def count_rate_limited(venue: str) -> None:
+    MARKET_FETCHES.labels(f"ccxt:{venue}", "rate_limited").inc()
 
 
 def market_feeds(

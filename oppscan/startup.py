@@ -50,11 +50,14 @@ def check_redis_url(url: str) -> None:
 
 
 def check_market(spec: str) -> None:
+    """The source can be made; a local one must have symbols. An exchange is not asked
+    here: it may be briefly down, and scans say so when it is."""
     try:
-        symbols = load_market(spec).symbols()
+        market = load_market(spec)
+        symbols = None if spec.startswith("ccxt:") else market.symbols()
     except (ValueError, MarketDataError) as exc:
         raise StartError(f"{PREFIX}MARKET={spec}: {exc}") from None
-    if not symbols:
+    if symbols is not None and not symbols:
         raise StartError(f"{PREFIX}MARKET={spec}: no SYMBOL.csv file in it")
 
 

@@ -19,6 +19,7 @@ from oppscan.auth import TokenVerifier
 from oppscan.http import errors, resources
 from oppscan.http.middleware import Authentication, RequestContext
 from oppscan.http.openapi import openapi_document
+from oppscan.market import MarketDataError
 from oppscan.runtime import Runtime, running_scans, start_runtime, stop_runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
@@ -36,7 +37,7 @@ def create_app(
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
-    document = openapi_document(tuple(sorted(deps.strategies)), tuple(deps.symbols))
+    document = openapi_document(tuple(sorted(deps.strategies)), _symbols_now(deps))
     routes: list[tuple[str, object]] = [
         (resources.DISCOVER, resources.Discover(deps)),
         (resources.STATUS, resources.Status(deps)),
@@ -55,12 +56,20 @@ def create_app(
     return app
 
 
+def _symbols_now(deps: resources.ApiDeps) -> tuple[str, ...] | None:
+    """The symbols the document enumerates; none when the exchange cannot say yet."""
+    try:
+        return tuple(deps.symbols())
+    except MarketDataError:
+        return None
+
+
 def app_from_runtime(runtime: Runtime) -> falcon.App[falcon.Request, falcon.Response]:
     settings = runtime.settings
     deps = resources.ApiDeps(
         service=ScanService(runtime),
         strategies=runtime.strategies,
-        symbols=tuple(runtime.market.symbols()),
+        symbols=runtime.market.symbols,
         ping=runtime.store.ping,
         worker=runtime.worker,
         max_body_bytes=settings.max_body_bytes,

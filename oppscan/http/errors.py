@@ -12,6 +12,7 @@ from typing import Any
 import falcon
 
 from oppscan.logs import get_logger
+from oppscan.market import MarketDataError
 from oppscan.service import (
     RateLimited,
     ScanAlreadyFinished,
@@ -103,6 +104,17 @@ def _busy(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) ->
     )
 
 
+def _market_unavailable(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+    """The exchange cannot list its symbols now (a discover needs them to check the request)."""
+    log.warning("market_unavailable", path=req.path, failure_reason=str(exc))
+    raise ApiError(
+        503,
+        "market_unavailable",
+        "the market data source cannot be reached; retry shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
     log.error("unhandled_error", path=req.path, method=req.method, exc_info=exc)
     raise ApiError(500, "internal_error", "an unexpected error occurred")
@@ -116,6 +128,7 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(ScanAlreadyFinished, _already_finished)
     app.add_error_handler(StoreUnavailable, _store_unavailable)
     app.add_error_handler(WorkerBusy, _busy)
+    app.add_error_handler(MarketDataError, _market_unavailable)
     app.add_error_handler(TooManyActiveScans, _too_many)
     app.add_error_handler(RateLimited, _rate_limited)
     app.set_error_serializer(serialize_error)

@@ -267,9 +267,11 @@ RESPONSES: dict[str, Schema] = {
         headers=["WWW-Authenticate"],
     ),
     "Unavailable": _error(
-        "Redis cannot be reached, or the worker's actors did not answer in time",
+        "Redis cannot be reached, the worker's actors did not answer in time, or the "
+        "exchange cannot list its symbols yet",
         "store_unavailable",
         "worker_busy",
+        "market_unavailable",
         headers=["Retry-After"],
     ),
     "StoreUnavailable": _error(

@@ -24,7 +24,7 @@ class ApiDeps:
 
     service: ScanService
     strategies: Mapping[str, Strategy]
-    symbols: Sequence[str]
+    symbols: Callable[[], Sequence[str]]  # an exchange's universe loads on first use
     ping: Callable[[], bool]
     worker: str
     max_body_bytes: int = 64 * 1024
@@ -63,7 +63,7 @@ class Discover:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, self._deps.max_body_bytes, self._deps.body_timeout)
-        parsed = parse_discover(body, self._deps.strategies, self._deps.symbols)
+        parsed = parse_discover(body, self._deps.strategies, self._deps.symbols())
         found = self._deps.service.discover(req.context.user, parsed.params, parsed.force_refresh)
         media: dict[str, Any] = {
             "scan_id": found.scan_id,
@@ -138,10 +138,10 @@ class Strategies:
 
 class Symbols:
     def __init__(self, deps: ApiDeps) -> None:
-        self._media = {"symbols": list(deps.symbols)}
+        self._symbols = deps.symbols
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self._media
+        resp.media = {"symbols": list(self._symbols())}
 
 
 class Health:

@@ -16,6 +16,7 @@ from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
 from oppscan.http.openapi import openapi_document
 from oppscan.http.resources import ApiDeps
+from oppscan.market import MarketDataError
 from oppscan.runtime import Runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
@@ -44,7 +45,7 @@ def client(store: FakeStore) -> Iterator[falcon.testing.TestClient]:
     registry = registry_proxy(RegistryActor.start(view, deps_for))
     settings = Settings(redis_url="redis://unused")
     runtime = Runtime(settings, store, market(), STRATEGIES, shared, registry, view, "unit:1")
-    deps = ApiDeps(ScanService(runtime), STRATEGIES, ("SYM0", "SYM1"), store.ping, "unit:1")
+    deps = ApiDeps(ScanService(runtime), STRATEGIES, lambda: ("SYM0", "SYM1"), store.ping, "unit:1")
     yield falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
     GATE.set()
     shared.close()
@@ -267,3 +268,33 @@ def test_a_discover_whose_answer_was_lost_is_joined_by_its_retry(
     assert (202, True) == (retried.status_code, retried.json["deduplicated"])
     listed = client.simulate_get("/api/v1/opportunities/scans", headers=auth()).json["scans"]
     assert [retried.json["scan_id"]] == [s["scan_id"] for s in listed]
+
+
+def test_discover_answers_503_while_the_exchange_cannot_list_its_symbols(
+    store: FakeStore,
+) -> None:
+    """An exchange that cannot say its symbols yet: discover is a 503 with Retry-After,
+    not a 500, and /symbols says the same."""
+
+    def unreachable() -> tuple[str, ...]:
+        raise MarketDataError("binance: ExchangeNotAvailable: 503")
+
+    shared = feeds(STRATEGIES, threads=1)
+    registry = registry_proxy(
+        RegistryActor.start(
+            RegistryView(60.0, 100, 60),
+            lambda registrar: ScanDeps(store, shared, registrar, 60, 200, immediate),
+        )
+    )
+    try:
+        settings = Settings(redis_url="redis://unused")
+        view = RegistryView(60.0, 100, 60)
+        runtime = Runtime(settings, store, market(), STRATEGIES, shared, registry, view, "unit:1")
+        deps = ApiDeps(ScanService(runtime), STRATEGIES, unreachable, store.ping, "unit:1")
+        client = falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
+        for resp in (discover(client, {}), client.simulate_get("/api/v1/symbols", headers=auth())):
+            assert (503, "market_unavailable") == (resp.status_code, resp.json["error"])
+            assert "5" == resp.headers["Retry-After"]
+    finally:
+        registry.actor_ref.stop()
+        shared.close()

@@ -87,3 +87,51 @@ def test_strategy_timeout_defaults_to_two_minutes() -> None:
     )
     with pytest.raises(SettingsError, match="OPPSCAN_STRATEGY_TIMEOUT"):
         Settings.from_env({"OPPSCAN_STRATEGY_TIMEOUT": "0"})
+
+
+def test_market_data_settings_are_read() -> None:
+    """Symbols in ccxt's unified form, the universe size, fetch limits and ccxt options."""
+    settings = Settings.from_env(
+        {
+            "OPPSCAN_MARKET": "ccxt:binance,kraken",
+            "OPPSCAN_SYMBOLS": "BTC/USDT, ETH/USDT",
+            "OPPSCAN_UNIVERSE_SIZE": "25",
+            "OPPSCAN_FETCH_CONCURRENCY": "8",
+            "OPPSCAN_FETCH_TIMEOUT": "20",
+            "OPPSCAN_CCXT_CONFIG": '{"binance": {"options": {"defaultType": "spot"}}}',
+        }
+    )
+    assert ("BTC/USDT", "ETH/USDT") == settings.symbols
+    assert (25, 8, 20.0) == (
+        settings.universe_size,
+        settings.fetch_concurrency,
+        settings.fetch_timeout,
+    )
+    assert {"binance": {"options": {"defaultType": "spot"}}} == settings.ccxt_config
+
+
+def test_api_keys_are_read_for_the_configured_exchanges_only_and_never_shown() -> None:
+    """OPPSCAN_<EXCHANGE>_API_KEY/_SECRET/_PASSWORD of the market's exchanges; the
+    token secret (OPPSCAN_SECRET) is not mistaken for one; repr shows none."""
+    settings = Settings.from_env(
+        {
+            "OPPSCAN_MARKET": "ccxt:binance,kraken",
+            "OPPSCAN_BINANCE_API_KEY": "k-123",
+            "OPPSCAN_BINANCE_SECRET": "s-456",
+            "OPPSCAN_KRAKEN_PASSWORD": "p-789",
+            "OPPSCAN_OKX_API_KEY": "not-configured",
+            "OPPSCAN_SECRET": "token-secret-0123456789",
+        }
+    )
+    assert {
+        "binance": {"apiKey": "k-123", "secret": "s-456"},
+        "kraken": {"password": "p-789"},
+    } == settings.ccxt_credentials
+    assert not any(value in repr(settings) for value in ("k-123", "s-456", "p-789"))
+
+
+@pytest.mark.parametrize("value", ["not json", "[1, 2]", '{"binance": 3}'])
+def test_bad_ccxt_config_is_rejected_by_name(value: str) -> None:
+    """OPPSCAN_CCXT_CONFIG must be a JSON object of objects, by exchange id."""
+    with pytest.raises(SettingsError, match="OPPSCAN_CCXT_CONFIG"):
+        Settings.from_env({"OPPSCAN_CCXT_CONFIG": value})

@@ -27,9 +27,20 @@ def test_a_csv_folder_without_files_is_a_start_error(tmp_path: Path) -> None:
 
 
 def test_an_unknown_market_is_a_start_error() -> None:
-    """Only 'synthetic' and 'csv:DIR' are markets."""
-    with pytest.raises(StartError, match=r"expected .synthetic. or .csv:DIRECTORY."):
-        check_market("ccxt:binance")
+    """Only 'synthetic', 'csv:DIR' and 'ccxt:EXCHANGES' are markets."""
+    with pytest.raises(StartError, match=r"expected .synthetic., .csv:DIRECTORY. or .ccxt:"):
+        check_market("yahoo")
+
+
+def test_an_unknown_exchange_is_a_start_error() -> None:
+    """An exchange id ccxt does not know stops the start, naming it."""
+    with pytest.raises(StartError, match=r"OPPSCAN_MARKET=ccxt:nosuch: .*nosuch"):
+        check_market("ccxt:nosuch")
+
+
+def test_an_exchange_is_not_asked_at_start() -> None:
+    """A known exchange passes the check without any request (none can be made here)."""
+    check_market("ccxt:binance")
 
 
 @pytest.mark.parametrize(
