@@ -65,9 +65,7 @@ class Got:
 class SharedSeries(Protocol):
     """The Redis side (`storage.MarketStore`); any method may raise StoreUnavailable."""
 
-    def series(self, name: str) -> bytes | None: ...
-
-    def start_fetch(self, name: str, token: str, ttl_ms: int) -> bool: ...
+    def series_or_fetch(self, name: str, token: str, ttl_ms: int) -> bytes | bool: ...
 
     def share(self, name: str, data: bytes, ttl_ms: int, token: str) -> None: ...
 
@@ -140,12 +138,10 @@ class SeriesCache:
         try:
             got = self._obtain(key, fresh.tag, fresh.ttl)
         except BaseException as exc:
+            self._land(ident, flight)
             flight.set_exception(exc)
             raise
-        finally:
-            with self._lock:
-                self._flights.pop(ident, None)
-        self._keep(ident, got.series, fresh.ttl)
+        self._land(ident, flight, got.series, fresh.ttl)
         flight.set_result(got.series)
         return got
 
@@ -160,11 +156,22 @@ class SeriesCache:
         self._count(key, Obtained.SHARED)
         return Got(series, Obtained.SHARED)
 
-    def _keep(self, ident: tuple[SeriesKey, str], series: Series, ttl: float) -> None:
-        entry = _Entry(series, time.monotonic() + ttl)
-        # A series larger than the whole layer is not kept (ValueError).
-        with self._lock, contextlib.suppress(ValueError):
-            self._memory[ident] = entry
+    def _land(
+        self,
+        ident: tuple[SeriesKey, str],
+        flight: Future[Series],
+        series: Series | None = None,
+        ttl: float = 0.0,
+    ) -> None:
+        """End this worker's fetch: keep the series first, so a scan that asks next finds
+        it in memory rather than starting a fetch of its own."""
+        with self._lock:
+            if series is not None:
+                # A series larger than the whole layer is not kept (ValueError).
+                with contextlib.suppress(ValueError):
+                    self._memory[ident] = _Entry(series, time.monotonic() + ttl)
+            if self._flights.get(ident) is flight:
+                del self._flights[ident]
 
     def _obtain(self, key: SeriesKey, tag: str, ttl: float) -> Got:
         """From Redis, from another worker's fetch, or from the source."""
@@ -190,14 +197,15 @@ class SeriesCache:
         pause = FIRST_POLL
         waited = False
         while True:
-            data = _store_call(lambda: shared.series(name))
-            if data is not None:
-                how = Obtained.SHARED if waited else Obtained.CACHED
-                series = self._decoded(key, data)
+            found = _store_call(lambda: shared.series_or_fetch(name, token, lock_ms))
+            if isinstance(found, bytes):
+                series = self._decoded(key, found)
                 if series is not None:
+                    how = Obtained.SHARED if waited else Obtained.CACHED
                     self._count(key, how)
                     return Got(series, how)
-            if _store_call(lambda: shared.start_fetch(name, token, lock_ms)):
+                found = True  # unreadable (another version's): fetch and store anew
+            if found:
                 return Got(self._fetch_and_share(shared, key, name, token, ttl), Obtained.FETCHED)
             if time.monotonic() + pause > deadline:
                 return None

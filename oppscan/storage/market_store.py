@@ -27,6 +27,7 @@ class MarketStore:
         self._client = client
         self._keys = keys
         self._breaker = breaker
+        self._series_or_fetch = client.register_script(scripts.SERIES_OR_FETCH)
         self._share = client.register_script(scripts.SHARE_SERIES)
         self._end_fetch = client.register_script(scripts.END_FETCH)
         self._take = client.register_script(scripts.TAKE_TOKENS)
@@ -35,15 +36,16 @@ class MarketStore:
     def _call(self, fn: Callable[[], T]) -> T:
         return self._breaker.call(fn)
 
-    def series(self, name: str) -> bytes | None:
-        """The encoded series `name`, if some worker fetched it and it is still fresh."""
-        found = self._call(lambda: self._client.get(self._keys.series(name)))
-        return found.encode() if isinstance(found, str) else found
-
-    def start_fetch(self, name: str, token: str, ttl_ms: int) -> bool:
-        """Become the one worker fetching `name` for up to `ttl_ms`; False if another is."""
-        key = self._keys.series_fetch(name)
-        return bool(self._call(lambda: self._client.set(key, token, nx=True, px=ttl_ms)))
+    def series_or_fetch(self, name: str, token: str, ttl_ms: int) -> bytes | bool:
+        """The encoded series `name` if a worker stored it (still fresh); else True when
+        the caller is now the one worker fetching it (for up to `ttl_ms`), False when
+        another worker is."""
+        keys = [self._keys.series(name), self._keys.series_fetch(name)]
+        reply = self._call(lambda: self._series_or_fetch(keys=keys, args=[token, ttl_ms]))
+        if int(reply[0]) == 1:
+            found = reply[1]
+            return found.encode() if isinstance(found, str) else bytes(found)
+        return int(reply[0]) == 2
 
     def share(self, name: str, data: bytes, ttl_ms: int, token: str) -> None:
         """Store the fetched series for `ttl_ms` and end this worker's fetch of it."""

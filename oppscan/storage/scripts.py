@@ -317,6 +317,16 @@ return state[2]
 """
 
 
+# KEYS: series, fetch lock. ARGV: fetcher's token, lock ms.
+# One step, so a series stored between a look and a claim is never fetched again:
+# {1, series} when stored; {2} when the caller now fetches it; {0} when another does.
+SERIES_OR_FETCH = """
+local found = redis.call('GET', KEYS[1])
+if found then return {1, found} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0}
+"""
+
 # KEYS: series, fetch lock. ARGV: encoded series, ttl ms, fetcher's token.
 # Stores the series and ends the fetch in one step, so a waiter that sees no
 # lock finds the series (or knows the fetch failed).

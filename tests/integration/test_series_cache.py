@@ -167,3 +167,17 @@ def test_without_redis_each_worker_takes_its_share_of_the_rate() -> None:
     waits = [throttle.take("exchange-c", 1, 40.0, 4) for _ in range(3)]
     assert [0.0] == waits[:1]
     assert 0.05 < waits[1] <= 0.1  # 10 per second for this worker
+
+
+def test_many_workers_racing_on_many_series_fetch_each_once(market_store: MarketStore) -> None:
+    """Eight workers each asking for the same 30 series at once: 30 fetches in all.
+
+    A look for a stored copy and the claim to fetch are one step in Redis: a copy
+    stored between the two can never be fetched again by a worker that looked first.
+    """
+    markets = [SlowMarket(delay=0.01) for _ in range(8)]
+    caches = [worker(market, market_store) for market in markets]
+    keys = [SeriesKey.bars("alpha", f"SYM{i}", "1h") for i in range(30)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda job: job[0].get(job[1]), [(c, k) for k in keys for c in caches]))
+    assert 30 == sum(market.fetches for market in markets)

@@ -1,0 +1,169 @@
+"""Scans of a real exchange's protocol: gunicorn with 4 workers and ccxt, pointed at a
+fake Binance on loopback. Each series is fetched once for the whole deployment, the
+exchange's rate limit holds across the workers, and an exchange that errors or
+rate-limits costs strategies, never a scan that hangs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.fake_exchange import FakeExchange, ccxt_config, server_error
+from tests.support.polling import poll_until
+from tests.support.server import GunicornServer
+
+SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT")
+PERPETUALS = 4  # BTC, ETH, SOL and DOGE have one: funding for those only
+RATE_LIMIT_MS = 100  # the exchange's spacing: 10 tokens a second (klines cost 0.4)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeExchange]:
+    exchange = FakeExchange().start()
+    yield exchange
+    exchange.stop()
+
+
+def serve(redis_url: str, tmp_path: Path, fake: FakeExchange, **env: str) -> GunicornServer:
+    config = ccxt_config(fake.url)
+    config["binance"]["rateLimit"] = RATE_LIMIT_MS
+    settings = {
+        "OPPSCAN_MARKET": "ccxt:binance",
+        "OPPSCAN_SYMBOLS": ",".join(SYMBOLS),
+        "OPPSCAN_CCXT_CONFIG": json.dumps(config),
+        **env,
+    }
+    return GunicornServer(redis_url, tmp_path, workers=4, env=settings).start(60)
+
+
+@pytest.fixture
+def server(redis_url: str, tmp_path: Path, fake: FakeExchange) -> Iterator[GunicornServer]:
+    started = serve(redis_url, tmp_path, fake)
+    yield started
+    started.stop()
+
+
+def start_scan(server: GunicornServer, user: str, body: dict[str, Any]) -> str:
+    resp = requests.post(
+        f"{server.url}/api/v1/opportunities/discover",
+        json=body,
+        headers={"Authorization": f"Bearer {server.token(user)}", "Connection": "close"},
+        timeout=10,
+    )
+    assert 202 == resp.status_code, resp.text
+    return str(resp.json()["scan_id"])
+
+
+def results(server: GunicornServer, user: str, scan_id: str) -> dict[str, Any]:
+    """The scan's results once it is finished (polled from any worker)."""
+    headers = {"Authorization": f"Bearer {server.token(user)}"}
+    url = f"{server.url}/api/v1/opportunities/results/{scan_id}"
+    found: dict[str, Any] = {}
+
+    def finished() -> bool:
+        resp = requests.get(url, headers=headers, timeout=10)
+        if resp.status_code == 200 and resp.json()["status"] != "scanning":
+            found.update(resp.json())
+            return True
+        return False
+
+    poll_until(finished, 90)
+    return found
+
+
+def test_eight_scans_on_four_workers_fetch_each_series_once(
+    server: GunicornServer, fake: FakeExchange
+) -> None:
+    """Eight users scan the same universe at once: every series is fetched once in
+    total, and the scans say how they had each one."""
+    users = [f"user{i}" for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda u: start_scan(server, u, {"timeframe": "1h"}), users))
+    bodies = [results(server, user, scan_id) for user, scan_id in zip(users, ids, strict=True)]
+    assert ["complete"] * 8 == [b["status"] for b in bodies]
+    assert len(SYMBOLS) == len(fake.requests_for("/api/v3/klines"))
+    assert PERPETUALS == len(fake.requests_for("/fapi/v1/fundingRate"))
+    markets = [b["metadata"]["market"] for b in bodies]
+    series = len(SYMBOLS) * 2  # bars and funding of each symbol; one venue
+    assert [series] * 8 == [m["series"] for m in markets]
+    assert series == sum(m["fetched"] for m in markets)
+    assert [0] * 8 == [m["failed"] for m in markets]
+    assert all(m["source"] == "ccxt:binance" for m in markets)
+    performance = bodies[0]["strategy_performance"]
+    assert "skipped" == performance["cross_venue_arbitrage"]["status"]  # one venue only
+    assert "ok" == performance["funding_rate_arbitrage"]["status"]
+
+
+def klines_times(fake: FakeExchange) -> list[float]:
+    return sorted(r.at for r in fake.requests_for("/api/v3/klines"))
+
+
+def test_the_exchange_rate_limit_holds_across_workers(
+    server: GunicornServer, fake: FakeExchange
+) -> None:
+    """Four scans of different timeframes on four workers ask for 24 bar series; the
+    shared bucket spaces them at the exchange's rate for the whole deployment."""
+    timeframes = ("1m", "5m", "15m", "4h")
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(
+            pool.map(lambda tf: start_scan(server, f"tf-{tf}", {"timeframe": tf}), timeframes)
+        )
+    for tf, scan_id in zip(timeframes, ids, strict=True):
+        assert "complete" == results(server, f"tf-{tf}", scan_id)["status"]
+    times = klines_times(fake)
+    assert len(SYMBOLS) * len(timeframes) == len(times)
+    per_second = 1000 / RATE_LIMIT_MS / 0.4  # klines a second the exchange allows
+    burst = per_second  # one second's worth
+    for i, start in enumerate(times):
+        within = sum(1 for t in times[i:] if t - start < 1.0)
+        assert within <= burst + per_second + 1, f"{within} klines within 1 s of {start}"
+    assert 429 not in {r.status for r in fake.requests}
+
+
+def test_an_exchange_that_errors_skips_what_needs_it(
+    server: GunicornServer, fake: FakeExchange
+) -> None:
+    """Funding history answers 503: the funding strategy is skipped with the reason,
+    every other strategy runs, and the metric counts the errors."""
+    fake.fail(server_error(503), times=None, path="/fapi/v1/fundingRate")
+    body = results(server, "ana", start_scan(server, "ana", {"timeframe": "1h"}))
+    assert "complete" == body["status"]
+    funding = body["strategy_performance"]["funding_rate_arbitrage"]
+    assert "skipped" == funding["status"]
+    assert "binance" in funding["reason"]
+    assert PERPETUALS == body["metadata"]["market"]["failed"]
+    assert "ok" == body["strategy_performance"]["momentum"]["status"]
+    metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert 'oppscan_market_fetches_total{outcome="error",source="ccxt:binance"}' in metrics
+
+
+def test_an_exchange_that_fails_every_fetch_fails_the_scan_naming_it(
+    server: GunicornServer, fake: FakeExchange
+) -> None:
+    """Every data request answers 503: the scan ends `failed`, its error names the source."""
+    fake.fail(server_error(503), times=None, path="/api/v3/klines")
+    fake.fail(server_error(503), times=None, path="/fapi/v1/fundingRate")
+    body = results(server, "ben", start_scan(server, "ben", {"timeframe": "4h"}))
+    assert "failed" == body["status"]
+    assert body["error"].startswith("no market data from ccxt:binance: binance")
+
+
+def test_unknown_symbols_are_refused_with_the_list_at_hand(server: GunicornServer) -> None:
+    """A symbol the deployment does not scan is a 400 naming it; /symbols lists the rest."""
+    headers = {"Authorization": f"Bearer {server.token('ana')}"}
+    listed = requests.get(f"{server.url}/api/v1/symbols", headers=headers, timeout=10).json()
+    assert sorted(SYMBOLS) == listed["symbols"]
+    resp = requests.post(
+        f"{server.url}/api/v1/opportunities/discover",
+        json={"symbols": ["BTC/USDT", "NOPE/USDT"]},
+        headers=headers,
+        timeout=10,
+    )
+    assert (400, "bad_request") == (resp.status_code, resp.json()["error"])
+    assert "NOPE/USDT" in resp.json()["detail"]
