@@ -114,9 +114,10 @@ class ScanFetch:
         ]
 
     def every_fetch_failed(self) -> bool:
-        """True once every series is done and none could be had."""
+        """True once every series is done and none brought data: each failed, or was a
+        funding history the source does not offer."""
         futures = self._futures.values()
-        return bool(self._futures) and all(f.done() and f.exception() for f in futures)
+        return bool(self._futures) and all(f.done() and not _has_data(f) for f in futures)
 
     def market(self, keys: Iterable[SeriesKey], fallback: SeriesCache | None) -> ScanMarket:
         """What a strategy reading `keys` sees; a series it did not declare comes from
@@ -137,6 +138,10 @@ class ScanFetch:
             "shared": outcomes["shared"],
             "failed": sum(1 for f in done if f.exception() is not None),
         }
+
+
+def _has_data(future: Future[Got]) -> bool:
+    return future.exception() is None and len(future.result().series) > 0
 
 
 def _error(future: Future[Got]) -> str:

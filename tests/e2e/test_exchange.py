@@ -165,5 +165,5 @@ def test_unknown_symbols_are_refused_with_the_list_at_hand(server: GunicornServe
         headers=headers,
         timeout=10,
     )
-    assert (400, "bad_request") == (resp.status_code, resp.json()["error"])
+    assert (400, "unknown_symbol") == (resp.status_code, resp.json()["error"])
     assert "NOPE/USDT" in resp.json()["detail"]
