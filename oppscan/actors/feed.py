@@ -49,6 +49,7 @@ class Feeds:
 
     def close(self) -> None:
         self.fetchers.close()
+        self.cache.close()
         self.pool.shutdown()
 
 

@@ -17,6 +17,7 @@ time, never a scan.
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
 import threading
 import time
@@ -41,6 +42,8 @@ T = TypeVar("T")
 log = get_logger("oppscan.market")
 
 SHARED_MARGIN = 60.0  # seconds a copy outlives its candle in Redis: late readers, clock skew
+CLAIM_TTL = 5.0  # seconds a claim to fetch lasts unless its worker, alive, extends it
+CLAIM_RENEWAL = 1.0  # seconds between extensions
 FIRST_POLL, LAST_POLL = 0.01, 0.2  # seconds between looks for another worker's fetch
 
 
@@ -68,6 +71,8 @@ class SharedSeries(Protocol):
     def series_or_fetch(self, name: str, token: str, ttl_ms: int) -> bytes | bool: ...
 
     def share(self, name: str, data: bytes, ttl_ms: int, token: str) -> None: ...
+
+    def extend_fetch(self, name: str, token: str, ttl_ms: int) -> None: ...
 
     def end_fetch(self, name: str, token: str) -> None: ...
 
@@ -118,6 +123,32 @@ class SeriesCache:
             getsizeof=lambda entry: series_bytes(entry.series),
         )
         self._flights: dict[tuple[SeriesKey, str], Future[Series]] = {}
+        # Claims this worker holds on fetches in Redis (name: token), kept alive by a
+        # thread while it lives: a worker that dies mid-fetch stalls others seconds at most.
+        self._claims: dict[str, str] = {}
+        self._closed = threading.Event()
+        if shared is not None:
+            threading.Thread(target=self._renew_claims, name="series-claims", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop extending claims and give up those held: other workers fetch at once."""
+        self._closed.set()
+        shared = self._shared
+        with self._lock:
+            claims, self._claims = dict(self._claims), {}
+        if shared is not None:
+            for name, token in claims.items():
+                _quietly(functools.partial(shared.end_fetch, name, token))
+
+    def _renew_claims(self) -> None:
+        assert self._shared is not None
+        shared = self._shared
+        ttl_ms = round(CLAIM_TTL * 1000)
+        while not self._closed.wait(CLAIM_RENEWAL):
+            with self._lock:
+                claims = list(self._claims.items())
+            for name, token in claims:
+                _quietly(functools.partial(shared.extend_fetch, name, token, ttl_ms))
 
     def get(self, key: SeriesKey) -> Got:
         """The series, and how it was had; MarketDataError when it cannot be."""
@@ -192,12 +223,12 @@ class SeriesCache:
         once it lands; None: fetch directly (the wait ran out)."""
         name = self._name(key, tag)
         token = secrets.token_hex(8)
-        lock_ms = round(self._fetch_timeout * 1000)
+        claim_ms = round(CLAIM_TTL * 1000)
         deadline = time.monotonic() + self._fetch_timeout
         pause = FIRST_POLL
         waited = False
         while True:
-            found = _store_call(lambda: shared.series_or_fetch(name, token, lock_ms))
+            found = _store_call(lambda: shared.series_or_fetch(name, token, claim_ms))
             if isinstance(found, bytes):
                 series = self._decoded(key, found)
                 if series is not None:
@@ -216,14 +247,22 @@ class SeriesCache:
     def _fetch_and_share(
         self, shared: SharedSeries, key: SeriesKey, name: str, token: str, ttl: float
     ) -> Series:
+        with self._lock:
+            self._claims[name] = token
         try:
             series = self._fetch(key)
         except BaseException:
+            self._unclaim(name)
             _quietly(lambda: shared.end_fetch(name, token))
             raise
+        self._unclaim(name)
         ttl_ms = round((ttl + SHARED_MARGIN) * 1000)
         _quietly(lambda: shared.share(name, encode(series), ttl_ms, token))
         return series
+
+    def _unclaim(self, name: str) -> None:
+        with self._lock:
+            self._claims.pop(name, None)
 
     def _decoded(self, key: SeriesKey, data: bytes) -> Series | None:
         try:

@@ -30,6 +30,7 @@ class MarketStore:
         self._series_or_fetch = client.register_script(scripts.SERIES_OR_FETCH)
         self._share = client.register_script(scripts.SHARE_SERIES)
         self._end_fetch = client.register_script(scripts.END_FETCH)
+        self._extend_fetch = client.register_script(scripts.EXTEND_FETCH)
         self._take = client.register_script(scripts.TAKE_TOKENS)
         self._hold = client.register_script(scripts.HOLD_OFF)
 
@@ -51,6 +52,11 @@ class MarketStore:
         """Store the fetched series for `ttl_ms` and end this worker's fetch of it."""
         keys = [self._keys.series(name), self._keys.series_fetch(name)]
         self._call(lambda: self._share(keys=keys, args=[data, max(1, ttl_ms), token]))
+
+    def extend_fetch(self, name: str, token: str, ttl_ms: int) -> None:
+        """This worker still fetches `name`: its claim lasts `ttl_ms` more."""
+        keys = [self._keys.series_fetch(name)]
+        self._call(lambda: self._extend_fetch(keys=keys, args=[token, ttl_ms]))
 
     def end_fetch(self, name: str, token: str) -> None:
         """The fetch failed: let a waiting worker try in its turn."""

@@ -336,6 +336,12 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 """
 
+# KEYS: fetch lock. ARGV: fetcher's token, ms. The fetcher is alive: keep its claim.
+EXTEND_FETCH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 # KEYS: fetch lock. ARGV: fetcher's token. Ends a fetch that failed.
 END_FETCH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

@@ -42,6 +42,7 @@ def make_server(store_server: EmbeddedRedis, tmp_path: Path) -> Iterator[ServerF
         settings = {
             "OPPSCAN_LEASE_TTL": str(LEASE_TTL),
             "OPPSCAN_SYNTHETIC_LATENCY_MS": str(LATENCY_MS),
+            "OPPSCAN_FETCH_CONCURRENCY": "1",  # a scan's series one at a time: it runs seconds
             **env,
         }
         server = GunicornServer(

@@ -16,7 +16,8 @@ from tests.faults.conftest import scan_field
 from tests.support.polling import poll_until
 from tests.support.serve import SECRET, Serve, wait_gone
 
-SLOW = {"OPPSCAN_SYNTHETIC_LATENCY_MS": "100"}  # a scan runs for many seconds
+# A scan runs for seconds: its series come one at a time, 100 ms each.
+SLOW = {"OPPSCAN_SYNTHETIC_LATENCY_MS": "100", "OPPSCAN_FETCH_CONCURRENCY": "1"}
 ATTEMPTS = 10
 STRATEGY_PROCESSES = 2
 

@@ -181,3 +181,54 @@ def test_many_workers_racing_on_many_series_fetch_each_once(market_store: Market
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda job: job[0].get(job[1]), [(c, k) for k in keys for c in caches]))
     assert 30 == sum(market.fetches for market in markets)
+
+
+def test_a_claim_left_by_a_dead_worker_lapses_within_seconds(
+    market_store: MarketStore, redis_url: str
+) -> None:
+    """A worker killed mid-fetch leaves its claim, which nobody extends: a waiting
+    worker fetches for itself once it lapses, not after the whole fetch timeout."""
+    cache = worker(SlowMarket(), market_store, timeout=60.0)
+    name = cache._name(KEY, "candle-1")
+    redis.Redis.from_url(redis_url).set(Keys("oppscan:").series_fetch(name), "dead", px=500)
+    started = time.monotonic()
+    got = cache.get(KEY)
+    assert Obtained.FETCHED == got.how
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_live_fetcher_keeps_its_claim_past_the_claim_ttl(
+    market_store: MarketStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch slower than the claim's TTL is still the only one: its worker extends it."""
+    import oppscan.market.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "CLAIM_TTL", 0.3)
+    monkeypatch.setattr(cache_module, "CLAIM_RENEWAL", 0.05)
+    slow, other = SlowMarket(delay=1.0), SlowMarket()
+    first, second = worker(slow, market_store), worker(other, market_store)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            leader = pool.submit(first.get, KEY)
+            assert slow.started.wait(5)
+            follower = pool.submit(second.get, KEY)
+            assert Obtained.FETCHED == leader.result(10).how
+            assert Obtained.SHARED == follower.result(10).how
+    finally:
+        first.close()
+        second.close()
+    assert (1, 0) == (slow.fetches, other.fetches)
+
+
+def test_closing_a_worker_gives_up_its_claims(market_store: MarketStore, redis_url: str) -> None:
+    """A worker that stops mid-fetch ends its claims at once: others need not wait."""
+    slow = SlowMarket(delay=1.0)
+    cache = worker(slow, market_store)
+    raw = redis.Redis.from_url(redis_url)
+    with ThreadPoolExecutor(1) as pool:
+        fetching = pool.submit(cache.get, KEY)
+        assert slow.started.wait(5)
+        assert 1 == len(raw.keys("oppscan:series:*:fetching"))
+        cache.close()
+        assert [] == raw.keys("oppscan:series:*:fetching")
+        fetching.result(10)
