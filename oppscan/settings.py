@@ -48,7 +48,7 @@ class Settings:
     ccxt_credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
     fetch_concurrency: int = 16  # series a worker fetches at once
     fetch_timeout: float = 60.0  # seconds one series may take, waits for other fetches included
-    market_cache_mb: int = 256  # the in-process layer of the series cache
+    market_cache_mb: int = 64  # the in-process layer of the series cache, per worker
     key_prefix: str = "oppscan:"
     results_cap: int = 200
     cache_ttl: float = 300.0
