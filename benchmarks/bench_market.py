@@ -645,7 +645,8 @@ def report(bench: Bench) -> list[Target]:
     if bench.cold:
         print(f"cold scans, one worker in this process ({len(bench.symbols)} symbols, {TIMEFRAME})")
         print(render(COLD_HEADERS, [cold_row(r) for r in bench.cold]))
-        print("\n".join(where_time_goes(bench.cold)))
+        for line in where_time_goes(bench.cold):
+            print(line)
     for where, scanned in bench.warm.items():
         market = dict(scanned.market)
         print(f"warm full scan, another user, {where}: {scanned.seconds:.3f} s, {market}")
