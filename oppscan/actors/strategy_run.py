@@ -275,7 +275,7 @@ class ProcessStrategyPool:
     """
 
     def __init__(self, processes: int, timeout: float = Settings.strategy_timeout) -> None:
-        spawn = functools.partial(_Child, timeout)
+        spawn = functools.partial(_Child, max(timeout, CHILD_START_TIMEOUT))
         self._slots = [_ChildSlot(spawn, timeout) for _ in range(processes)]
         self._dispatcher = _Dispatcher([slot.serve for slot in self._slots], "strategy-child")
 
@@ -385,6 +385,7 @@ class _Child:
 
 
 CHILD_NICENESS = 10
+CHILD_START_TIMEOUT = 30.0  # seconds a spawned child may take to import and say ready
 CHILD_READY = "ready"
 
 

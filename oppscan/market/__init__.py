@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from oppscan.market.base import TIMEFRAMES, Bars, MarketData, MarketDataError, Throttle
-from oppscan.market.ccxt_source import CcxtMarket
 from oppscan.market.csv_source import CsvMarket
 from oppscan.market.synthetic import SyntheticMarket
 
 __all__ = [
     "TIMEFRAMES",
     "Bars",
-    "CcxtMarket",
     "CcxtSetup",
     "CsvMarket",
     "MarketData",
@@ -52,6 +50,10 @@ def load_market(spec: str, latency_ms: float = 0.0, ccxt: CcxtSetup | None = Non
         return CsvMarket(Path(where), latency_ms=latency_ms)
     exchanges = [name.strip() for name in where.split(",") if name.strip()]
     if kind == "ccxt" and exchanges:
+        # Imported here: ccxt takes half a second to import, which no other source
+        # (nor a strategy child process) should pay.
+        from oppscan.market.ccxt_source import CcxtMarket
+
         setup = ccxt or CcxtSetup()
         return CcxtMarket(
             exchanges=exchanges,

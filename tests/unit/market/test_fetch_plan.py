@@ -3,6 +3,7 @@ each strategy told as soon as its own are in."""
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ import pytest
 from oppscan.market import SyntheticMarket
 from oppscan.market.base import SeriesKey
 from oppscan.market.cache import SeriesCache
-from oppscan.market.plan import FetchPool, ScanFetch
+from oppscan.market.plan import FetchPool, ScanFetch, fetch_order
 from oppscan.strategies import BUILTIN_STRATEGIES, Universe, series_needed
 from tests.fakes import CountingMarket, FakeStrategy
 
@@ -99,3 +100,18 @@ def test_the_market_a_strategy_reads_serves_the_fetched_series(fetchers: FetchPo
 def test_fake_strategies_read_nothing() -> None:
     """The unit fakes declare no series, so their scans fetch nothing."""
     assert frozenset() == series_needed(FakeStrategy("x"), UNIVERSE)
+
+
+def test_the_fetch_order_puts_primary_bars_first_and_funding_last() -> None:
+    """Groups in order (primary bars, other venues' bars, funding), each shuffled: two
+    workers starting the same universe begin with different series."""
+    keys = [
+        SeriesKey.bars(venue, f"S{i}", "1h") for venue in ("alpha", "beta") for i in range(20)
+    ] + [SeriesKey.funding("alpha", f"S{i}") for i in range(20)]
+    first = fetch_order(keys, "alpha", random.Random(1))
+    second = fetch_order(keys, "alpha", random.Random(2))
+    assert sorted(keys) == sorted(first)
+    assert ["alpha"] * 20 + ["beta"] * 20 == [k.venue for k in first[:40]]
+    assert {"bars"} == {k.kind for k in first[:40]}
+    assert {"funding"} == {k.kind for k in first[40:]}
+    assert first[:5] != second[:5]

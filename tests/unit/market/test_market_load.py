@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from oppscan.market import (
-    CcxtMarket,
     CcxtSetup,
     CsvMarket,
     MarketDataError,
     SyntheticMarket,
     load_market,
 )
+from oppscan.market.ccxt_source import CcxtMarket
 
 
 def test_synthetic_spec_gives_the_synthetic_market() -> None:
