@@ -136,7 +136,8 @@ class Throttle(Protocol):
 
     def take(self, venue: str, cost: float, per_second: float, burst: float) -> float:
         """Take `cost` tokens from `venue`'s bucket (refilled at `per_second`, holding at
-        most `burst`): the seconds to wait before sending (0.0: send now)."""
+        most `burst`): the seconds to wait before sending (0.0: send now). A negative
+        cost gives tokens back (a request that was not sent after all)."""
         ...
 
     def hold_off(self, venue: str, seconds: float) -> None:

@@ -449,6 +449,7 @@ class CcxtMarket:
             burst = max(per_second * BURST_SECONDS, tokens)
             wait = self._throttle.take(venue, tokens, per_second, burst)
             if wait > self._retry.max_wait:  # a long hold-off (a 418 ban): fail, not hang
+                self._throttle.take(venue, -tokens, per_second, burst)  # nothing was sent
                 raise RateLimited(f"{venue}: held off for {wait:.1f} s more", wait)
             if wait > 0:
                 time.sleep(wait)

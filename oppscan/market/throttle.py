@@ -39,7 +39,7 @@ class LocalThrottle:
                 refill = (now - bucket.updated) * per_second
                 bucket.tokens = min(burst, bucket.tokens + refill)
                 bucket.updated = now
-            bucket.tokens -= cost
+            bucket.tokens = min(burst, bucket.tokens - cost)  # a refund never overfills
             return max(0.0, bucket.updated - now) + max(0.0, -bucket.tokens) / per_second
 
     def hold_off(self, venue: str, seconds: float) -> None:

@@ -349,35 +349,40 @@ return 0
 """
 
 # KEYS: bucket. ARGV: cost, tokens per second, burst.
-# A token bucket on Redis's clock: takes `cost` (running into debt when short)
-# and returns the milliseconds to wait: until the debt is repaid, and at least
-# until a hold (a 429's Retry-After) ends.
+# A token bucket on Redis's clock, as `LocalThrottle` keeps one in a process:
+# takes `cost` (running into debt when short; a negative cost gives tokens back)
+# and returns the milliseconds to wait: until a hold (a 429's Retry-After) ends,
+# plus the debt at the bucket's rate, so waiters leave one by one after a hold.
 TAKE_TOKENS = (
     NOW_MS
     + """
 local now = now_ms()
 local cost, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]) / 1000, tonumber(ARGV[3])
-local s = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'hold')
+local s = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(s[1]) or burst
 local at = tonumber(s[2]) or now
-local hold = tonumber(s[3]) or 0
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate) - cost
-local wait = 0
-if tokens < 0 then wait = -tokens / rate end
-if hold > now then wait = math.max(wait, hold - now) end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now, 'hold', hold)
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * rate)
+  at = now
+end
+tokens = math.min(burst, tokens - cost)
+local wait = math.max(0, at - now) + math.max(0, -tokens) / rate
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', at)
 redis.call('PEXPIRE', KEYS[1], math.ceil(wait + burst / rate) + 60000)
 return tostring(wait)
 """
 )
 
-# KEYS: bucket. ARGV: milliseconds. Nobody sends before now + ms.
+# KEYS: bucket. ARGV: milliseconds. Nobody sends before now + ms, and the bucket
+# starts refilling from empty then (no burst the moment the hold ends).
 HOLD_OFF = (
     NOW_MS
     + """
 local hold_until = now_ms() + tonumber(ARGV[1])
-local hold = tonumber(redis.call('HGET', KEYS[1], 'hold')) or 0
-if hold_until > hold then redis.call('HSET', KEYS[1], 'hold', hold_until) end
+local s = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = math.min(tonumber(s[1]) or 0, 0)
+local at = math.max(tonumber(s[2]) or hold_until, hold_until)
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', at)
 redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), tonumber(ARGV[1]) + 60000))
 return 1
 """

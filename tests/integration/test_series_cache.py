@@ -4,6 +4,7 @@ Redis outage that costs time, never a series."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -13,9 +14,17 @@ import numpy as np
 import pytest
 import redis
 
-from oppscan.market.base import Bars, FloatArray, Freshness, MarketDataError, SeriesKey
+from oppscan.market.base import (
+    Bars,
+    FloatArray,
+    Freshness,
+    MarketDataError,
+    SeriesKey,
+    Throttle,
+)
 from oppscan.market.cache import SHARED_MARGIN, Obtained, SeriesCache
 from oppscan.market.limits import SharedThrottle
+from oppscan.market.throttle import LocalThrottle
 from oppscan.processes import free_port
 from oppscan.storage import Keys, MarketStore, open_store
 from oppscan.storage.client import CircuitBreaker, connect
@@ -152,17 +161,32 @@ def test_the_shared_bucket_spaces_requests_at_the_rate(market_store: MarketStore
     assert 0.05 < waits[2] <= 0.1 < waits[3] <= 0.2
 
 
-def test_a_hold_off_stops_every_worker(market_store: MarketStore) -> None:
-    """A 429's Retry-After in Redis: the next take waits for it."""
-    market_store.hold_off("exchange-b", 2.0)
-    wait = market_store.take("exchange-b", 1, 100.0, 10)
-    assert 1.5 < wait <= 2.0
+@pytest.fixture(params=["redis", "local"])
+def bucket(request: pytest.FixtureRequest, market_store: MarketStore) -> Throttle:
+    """The shared bucket in Redis and a worker's own: the same rules."""
+    return market_store if request.param == "redis" else LocalThrottle()
+
+
+def test_a_hold_off_stops_every_worker_then_lets_them_go_one_by_one(bucket: Throttle) -> None:
+    """A 429's Retry-After: every take waits for it, and then for its turn at the rate,
+    so the requests held back do not all go the moment the hold ends."""
+    bucket.hold_off("exchange-b", 2.0)
+    waits = [bucket.take("exchange-b", 1, 5.0, 5) for _ in range(5)]
+    assert 1.5 < waits[0] <= 2.2
+    gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
+    assert all(0.15 < gap <= 0.25 for gap in gaps), waits
+
+
+def test_tokens_given_back_are_had_again(bucket: Throttle) -> None:
+    """A take refused after all (nothing sent) gives its tokens back: no debt remains."""
+    assert 0.0 == bucket.take("exchange-d", 5, 5.0, 5)
+    assert bucket.take("exchange-d", 5, 5.0, 5) > 0.5
+    bucket.take("exchange-d", -5, 5.0, 5)
+    assert 0.0 < bucket.take("exchange-d", 1, 5.0, 5) <= 0.25
 
 
 def test_without_redis_each_worker_takes_its_share_of_the_rate() -> None:
     """The fallback bucket of one of 4 workers refills at a quarter of the rate."""
-    from oppscan.market.throttle import LocalThrottle
-
     throttle = SharedThrottle(dead_store(), LocalThrottle(), workers=4)
     waits = [throttle.take("exchange-c", 1, 40.0, 4) for _ in range(3)]
     assert [0.0] == waits[:1]
