@@ -10,12 +10,13 @@ fails, naming the source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from oppscan.actors.strategy_run import ScanFailure, StrategyJob, StrategyPool
+from oppscan.logs import get_logger
 from oppscan.market import MarketData
 from oppscan.market.base import SeriesKey
 from oppscan.market.cache import SeriesCache
@@ -24,6 +25,7 @@ from oppscan.model import ScanParams, StrategyResult
 from oppscan.strategies import Strategy, StrategyContext, Universe, series_needed
 
 Outcome = StrategyResult | ScanFailure
+log = get_logger("oppscan.scan")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Feeds:
         """Start fetching what the strategies `names` of the scan read."""
         market = self.cache.market
         universe = Universe(params.symbols, params.timeframe, tuple(market.venues()))
-        needs = {name: series_needed(self.strategies[name], universe) for name in names}
+        needs = {name: _declared(self.strategies[name], universe, scan_id) for name in names}
         fetch = ScanFetch(self.cache, self.fetchers, (k for keys in needs.values() for k in keys))
         return StrategyFeed(self, fetch, needs, params, scan_id)
 
@@ -73,8 +75,24 @@ class StrategyFeed:
     def submit(self, name: str) -> Future[Outcome]:
         """The strategy's outcome to be: cancellable until the strategy starts."""
         future: Future[Outcome] = Future()
-        self._fetch.when_ready(self._needs[name], lambda: self._start(name, future))
+        self._fetch.when_ready(self._needs[name], lambda: self._guarded(self._start, name, future))
         return future
+
+    def cancel(self) -> None:
+        """The scan ended: drop its fetches not yet started (others' are not affected)."""
+        self._fetch.cancel()
+
+    def _guarded(
+        self, step: Callable[[str, Future[Outcome]], None], name: str, future: Future[Outcome]
+    ) -> None:
+        """Run `step` (a future's callback, whose exceptions concurrent.futures would only
+        log): a bug in it ends the strategy as `error`, never leaves the scan waiting."""
+        try:
+            step(name, future)
+        except Exception as exc:
+            log.exception("strategy_feed_error", scan_id=self._scan_id, strategy=name)
+            error = f"{type(exc).__name__}: {exc}"
+            _settle(future, StrategyResult(name, "error", (), 0, error))
 
     def market_summary(self) -> dict[str, Any]:
         """`metadata.market`: the source, and how each distinct series was had."""
@@ -86,7 +104,8 @@ class StrategyFeed:
         if future.done():  # cancelled while its series came in
             return
         if self._fetch.failures(self._needs[name]):
-            self._fetch.when_ready(self._fetch.keys(), lambda: self._without(name, future))
+            everything = self._fetch.keys()
+            self._fetch.when_ready(everything, lambda: self._guarded(self._without, name, future))
             return
         market = self._fetch.market(self._needs[name], fallback=self._feeds.cache)
         ctx = StrategyContext(market, self._params.symbols, self._params.timeframe)
@@ -103,8 +122,20 @@ class StrategyFeed:
 
 
 def _settle(future: Future[Outcome], outcome: Outcome) -> None:
+    if future.done():  # settled before the step failed, or cancelled
+        return
     if future.set_running_or_notify_cancel():
         future.set_result(outcome)
+
+
+def _declared(strategy: Strategy, universe: Universe, scan_id: str) -> frozenset[SeriesKey]:
+    """What the strategy declares; a plugin whose `needs` raises gets the primary bars
+    (and fails in `run` if that was not enough), rather than failing the scan."""
+    try:
+        return series_needed(strategy, universe)
+    except Exception:
+        log.exception("strategy_needs_error", scan_id=scan_id, strategy=strategy.name)
+        return frozenset(universe.primary_bars())
 
 
 def _reason(failed: list[Failed]) -> str:

@@ -383,6 +383,8 @@ class ScanActor(pykka.ThreadingActor):
     def _cancel_futures(self) -> None:
         for future in self._futures.values():
             future.cancel()
+        if self._feed is not None:
+            self._feed.cancel()
 
     def _schedule_retry(self) -> None:
         if self._retry_pending:

@@ -57,7 +57,11 @@ def create_app(
 
 
 def _symbols_now(deps: resources.ApiDeps) -> tuple[str, ...] | None:
-    """The symbols the document enumerates; none when the exchange cannot say yet."""
+    """The symbols the document enumerates: a local source's. An exchange's are not
+    asked for while the worker boots (a slow exchange must not outlast gunicorn's
+    boot timeout); the document then leaves them open, as /symbols lists them."""
+    if not deps.symbols_at_start:
+        return None
     try:
         return tuple(deps.symbols())
     except MarketDataError:
@@ -70,6 +74,7 @@ def app_from_runtime(runtime: Runtime) -> falcon.App[falcon.Request, falcon.Resp
         service=ScanService(runtime),
         strategies=runtime.strategies,
         symbols=runtime.market.symbols,
+        symbols_at_start=not runtime.market.name.startswith("ccxt:"),
         ping=runtime.store.ping,
         worker=runtime.worker,
         max_body_bytes=settings.max_body_bytes,

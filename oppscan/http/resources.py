@@ -30,6 +30,7 @@ class ApiDeps:
     max_body_bytes: int = 64 * 1024
     body_timeout: float | None = None
     metrics_dir: str | None = None
+    symbols_at_start: bool = True  # False: listing them may need an exchange (not at boot)
 
 
 # Every API route, once: the app routes them, the OpenAPI document describes them.

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -33,7 +32,7 @@ from cachetools import TLRUCache
 
 from oppscan.logs import get_logger
 from oppscan.market.base import Bars, FloatArray, MarketData, MarketDataError, SeriesKey
-from oppscan.market.encoding import Series, decode, encode
+from oppscan.market.encoding import ENCODING_VERSION, Series, decode, encode
 from oppscan.metrics import MARKET_FETCH_SECONDS, MARKET_FETCHES
 from oppscan.storage.client import StoreUnavailable
 
@@ -177,13 +176,10 @@ class SeriesCache:
         return got
 
     def _follow(self, key: SeriesKey, flight: Future[Series]) -> Got:
-        """Another scan of this worker fetches `key` now: its outcome is ours."""
-        try:
-            series = flight.result(timeout=self._fetch_timeout)
-        except FutureTimeout:
-            raise MarketDataError(
-                f"{key}: no answer within {self._fetch_timeout:g} s from {self.market.name}"
-            ) from None
+        """Another scan of this worker fetches `key` now: its outcome is ours, however
+        long it takes (the leader settles its flight on every path, and its own wait
+        and the source's timeouts bound it), so two scans never disagree on a series."""
+        series = flight.result()
         self._count(key, Obtained.SHARED)
         return Got(series, Obtained.SHARED)
 
@@ -297,7 +293,7 @@ class SeriesCache:
 
     def _name(self, key: SeriesKey, tag: str) -> str:
         parts = (self.market.name, key.kind, key.venue, key.symbol, key.timeframe, tag)
-        return "|".join(parts)
+        return f"v{ENCODING_VERSION}|" + "|".join(parts)
 
 
 class StoreTrouble(Exception):

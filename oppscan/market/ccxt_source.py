@@ -470,26 +470,28 @@ class CcxtMarket:
         """`call` (ccxt requests on `exchange`), retried after 429/418 within the budget;
         any failure a MarketDataError naming the venue, with no credentials in it."""
         waited = 0.0
+        # `from None` below: the ccxt exception's own text may hold credentials, and a
+        # chained cause would print it with any logged traceback.
         for attempt in range(1, self._retry.attempts + 1):
             try:
                 return call()
             except _RATE_LIMITED as exc:
                 pause = self._rate_limited(venue, exchange, attempt)
                 if attempt == self._retry.attempts or waited + pause > self._retry.max_wait:
-                    raise RateLimited(self._message(venue, what, exc), pause) from exc
+                    raise RateLimited(self._message(venue, what, exc), pause) from None
                 waited += pause
             except ccxt.BadSymbol as exc:
                 if symbol is None:
-                    raise MarketDataError(self._message(venue, what, exc)) from exc
+                    raise MarketDataError(self._message(venue, what, exc)) from None
                 raise MarketDataError(
                     f"{venue} does not list {symbol} ({self._reason(exc)})"
-                ) from exc
+                ) from None
             except ccxt.BaseError as exc:
-                raise MarketDataError(self._message(venue, what, exc)) from exc
+                raise MarketDataError(self._message(venue, what, exc)) from None
             except _MALFORMED as exc:
                 raise MarketDataError(
                     self._message(venue, f"malformed answer for {what}", exc)
-                ) from exc
+                ) from None
         raise AssertionError("unreachable: RetryBudget.attempts is at least 1")
 
     def _rate_limited(self, venue: str, exchange: Exchange, attempt: int) -> float:

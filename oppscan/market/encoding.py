@@ -22,7 +22,7 @@ Series = Bars | FloatArray
 _Array = TypeVar("_Array", bound="np.ndarray[Any, Any]")  # bars, or funding rates per period
 
 _MAGIC = b"OS"
-_VERSION = 1
+ENCODING_VERSION = 1  # part of every cache key: workers of two versions never share copies
 _HEADER = struct.Struct("<2sBBI")  # magic, version, kind (0 bars, 1 funding), count
 _KINDS = {"bars": 0, "funding": 1}
 _BAR_COLUMNS = 6  # time deltas, open, high, low, close, volume
@@ -36,10 +36,10 @@ def encode(series: Series) -> bytes:
             np.ascontiguousarray(column, dtype="<f8").tobytes()
             for column in (series.open, series.high, series.low, series.close, series.volume)
         )
-        header = _HEADER.pack(_MAGIC, _VERSION, _KINDS["bars"], len(series))
+        header = _HEADER.pack(_MAGIC, ENCODING_VERSION, _KINDS["bars"], len(series))
     else:
         body = np.ascontiguousarray(series, dtype="<f8").tobytes()
-        header = _HEADER.pack(_MAGIC, _VERSION, _KINDS["funding"], int(series.shape[0]))
+        header = _HEADER.pack(_MAGIC, ENCODING_VERSION, _KINDS["funding"], int(series.shape[0]))
     return zlib.compress(header + body, 1)
 
 
@@ -50,7 +50,7 @@ def decode(key: SeriesKey, data: bytes) -> Series:
         magic, version, kind, count = _HEADER.unpack_from(raw)
     except (zlib.error, struct.error) as exc:
         raise MarketDataError(f"cached {key} is unreadable: {exc}") from None
-    if magic != _MAGIC or version != _VERSION or kind != _KINDS[key.kind]:
+    if magic != _MAGIC or version != ENCODING_VERSION or kind != _KINDS[key.kind]:
         raise MarketDataError(f"cached {key} is of another format")
     columns = _BAR_COLUMNS if key.kind == "bars" else 1
     if len(raw) != _HEADER.size + 8 * columns * count:

@@ -106,6 +106,11 @@ class ScanFetch:
         """Every distinct series of the scan."""
         return list(self._futures)
 
+    def cancel(self) -> None:
+        """Drop the fetches not started yet (their series fail as cancelled)."""
+        for future in self._futures.values():
+            future.cancel()
+
     def when_ready(self, keys: Iterable[SeriesKey], call: Callable[[], object]) -> None:
         """Call `call` once every series of `keys` is in or failed (at once when they are)."""
         waiting = [self._futures[key] for key in set(keys)]
@@ -129,7 +134,7 @@ class ScanFetch:
         return [
             Failed(key, _error(self._futures[key]))
             for key in sorted(set(keys))
-            if self._futures[key].exception() is not None
+            if _failed(self._futures[key])
         ]
 
     def every_fetch_failed(self) -> bool:
@@ -148,22 +153,28 @@ class ScanFetch:
     def summary(self) -> dict[str, Any]:
         """`metadata.market` of the results: how each distinct series was had."""
         done = [f for f in self._futures.values() if f.done()]
-        outcomes = Counter(f.result().how.value for f in done if f.exception() is None)
+        outcomes = Counter(f.result().how.value for f in done if not _failed(f))
         return {
             "source": self.source,
             "series": len(self._futures),
             "fetched": outcomes["fetched"],
             "cached": outcomes["cached"],
             "shared": outcomes["shared"],
-            "failed": sum(1 for f in done if f.exception() is not None),
+            "failed": sum(1 for f in done if _failed(f)),
         }
 
 
+def _failed(future: Future[Got]) -> bool:
+    return future.cancelled() or future.exception() is not None
+
+
 def _has_data(future: Future[Got]) -> bool:
-    return future.exception() is None and len(future.result().series) > 0
+    return not _failed(future) and len(future.result().series) > 0
 
 
 def _error(future: Future[Got]) -> str:
+    if future.cancelled():
+        return "the scan ended before this series was fetched"
     exc = future.exception()
     return str(exc) if isinstance(exc, MarketDataError) else f"{type(exc).__name__}: {exc}"
 

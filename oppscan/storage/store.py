@@ -229,8 +229,9 @@ class ScanStore:
         self._client.close()
 
     def market(self) -> MarketStore:
-        """The market layer's keys, on this store's connections and circuit breaker."""
-        return MarketStore(self._client, self._keys, self.breaker)
+        """The market layer's keys, on this store's connections with a circuit breaker
+        of its own: a slow series write never makes status reads answer 503."""
+        return MarketStore(self._client, self._keys, CircuitBreaker())
 
     def _call(self, fn: Callable[[], T]) -> T:
         return self.breaker.call(fn)

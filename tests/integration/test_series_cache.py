@@ -22,7 +22,7 @@ from oppscan.market.base import (
     SeriesKey,
     Throttle,
 )
-from oppscan.market.cache import SHARED_MARGIN, Obtained, SeriesCache
+from oppscan.market.cache import CLAIM_TTL, SHARED_MARGIN, Obtained, SeriesCache
 from oppscan.market.limits import SharedThrottle
 from oppscan.market.throttle import LocalThrottle
 from oppscan.processes import free_port
@@ -252,7 +252,9 @@ def test_closing_a_worker_gives_up_its_claims(market_store: MarketStore, redis_u
     with ThreadPoolExecutor(1) as pool:
         fetching = pool.submit(cache.get, KEY)
         assert slow.started.wait(5)
-        assert 1 == len(raw.keys("oppscan:series:*:fetching"))
+        claims = raw.keys("oppscan:series:*:fetching")
+        assert 1 == len(claims)
+        assert 0 < raw.pttl(claims[0]) <= CLAIM_TTL * 1000  # lapses soon if nobody extends it
         cache.close()
         assert [] == raw.keys("oppscan:series:*:fetching")
         fetching.result(10)

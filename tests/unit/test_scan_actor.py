@@ -430,6 +430,29 @@ class RefusingPool:
         pass
 
 
+class VenuelessMarket(CountingMarket):
+    """A market that cannot say its venues: planning a scan on it raises."""
+
+    def venues(self) -> Sequence[str]:
+        raise RuntimeError("no venues")
+
+
+def test_a_strategy_the_pool_cannot_start_is_an_error_and_the_scan_completes() -> None:
+    """The pool refuses a strategy (no process left): that strategy is `error` with the
+    reason, never a scan left waiting for it."""
+    store, recorder = FakeStore(), Recorder()
+    refusing = feeds({"a": FakeStrategy("a")}, pool=RefusingPool())
+    params = ScanParams(("a",), ("SYM0",), "1h")
+    scan = NewScan("scan_" + "d" * 32, USER, params, now_iso(), "test:1")
+    store.register(scan, 10_000)
+    deps = ScanDeps(store, refusing, recorder, 60, 200, immediate)
+    ScanActor.start(scan.job(), deps, SnapshotCell(first_snapshot(scan.job())))
+    assert recorder.done.wait(10)
+    assert ScanStatus.COMPLETE == recorder.finished[0].status
+    stored = store.records[scan.scan_id].strategies["a"]
+    assert ("error", "OSError: cannot start a strategy process") == (stored.status, stored.error)
+
+
 def test_an_actor_that_cannot_start_records_its_scan_as_failed() -> None:
     """A failure in on_start (which pykka does not pass to on_failure) still ends the scan."""
     params = ScanParams(("a",), ("SYM0",), "1h")
@@ -438,8 +461,8 @@ def test_an_actor_that_cannot_start_records_its_scan_as_failed() -> None:
     job = scan.job()
     store, recorder = FakeStore(), Recorder()
     store.register(scan, 10_000)
-    refusing = feeds({"a": FakeStrategy("a")}, pool=RefusingPool())
-    deps = ScanDeps(store, refusing, recorder, 60, 200, immediate)
+    broken = feeds({"a": FakeStrategy("a")}, VenuelessMarket())
+    deps = ScanDeps(store, broken, recorder, 60, 200, immediate)
     cell = SnapshotCell(first_snapshot(job))
     ref = ScanActor.start(job, deps, cell)
     assert recorder.done.wait(10)
@@ -447,6 +470,7 @@ def test_an_actor_that_cannot_start_records_its_scan_as_failed() -> None:
     stored = store.records[job.scan_id].snapshot
     assert (ScanStatus.FAILED, "internal error") == (stored.status, stored.error)
     assert stored == cell.read(timeout=1)
+    broken.close()
 
 
 def test_a_write_whose_answer_was_lost_is_counted_in_the_final_document(pools: Pools) -> None:

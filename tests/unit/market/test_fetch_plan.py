@@ -6,13 +6,17 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
+from oppscan.actors.feed import Feeds
+from oppscan.actors.strategy_run import ThreadStrategyPool
 from oppscan.market import SyntheticMarket
-from oppscan.market.base import SeriesKey
+from oppscan.market.base import Bars, SeriesKey
 from oppscan.market.cache import SeriesCache
 from oppscan.market.plan import FetchPool, ScanFetch, fetch_order
+from oppscan.model import ScanParams
 from oppscan.strategies import BUILTIN_STRATEGIES, Universe, series_needed
 from tests.fakes import CountingMarket, FakeStrategy
 
@@ -115,3 +119,58 @@ def test_the_fetch_order_puts_primary_bars_first_and_funding_last() -> None:
     assert {"bars"} == {k.kind for k in first[:40]}
     assert {"funding"} == {k.kind for k in first[40:]}
     assert first[:5] != second[:5]
+
+
+class GatedMarket(CountingMarket):
+    """Bars that wait for `gate`: fetches stay in flight while the test looks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def bars(self, symbol: str, timeframe: str, venue: str | None = None) -> Bars:
+        self.gate.wait(10)
+        return super().bars(symbol, timeframe, venue)
+
+
+def test_cancel_drops_the_fetches_not_started() -> None:
+    """A scan that ends drops its queued fetches: they are never sent, and count failed."""
+    market = GatedMarket()
+    one = FetchPool(1)
+    try:
+        keys = [SeriesKey.bars("a", f"SYM{i}", "1h") for i in range(4)]
+        fetch = ScanFetch(SeriesCache(market, None, 1 << 20, 10.0), one, keys)
+        fetch.cancel()
+        market.gate.set()
+        done = threading.Event()
+        fetch.when_ready(keys, done.set)
+        assert done.wait(5)
+        assert len(market.fetches) <= 1  # the one already running when the scan ended
+        assert 3 <= fetch.summary()["failed"]
+    finally:
+        one.close()
+
+
+def test_a_plugin_whose_needs_raises_is_planned_for_the_primary_bars(
+    fetchers: FetchPool,
+) -> None:
+    """A bug in a plugin's `needs` costs it its declaration, not the scan."""
+
+    class Broken(FakeStrategy):
+        def needs(self, universe: Universe) -> list[SeriesKey]:
+            raise KeyError("oops")
+
+    market = CountingMarket()
+    shared = Feeds(
+        ThreadStrategyPool(1, {}), SeriesCache(market, None, 1 << 20, 10.0), fetchers, {}
+    )
+    feed = Feeds.for_scan(
+        replace(shared, strategies={"broken": Broken("broken")}),
+        "scan_1",
+        ScanParams(("broken",), ("SYM0",), "1h"),
+        ["broken"],
+    )
+    assert {"source": "counting", "series": 1} == {
+        k: v for k, v in feed.market_summary().items() if k in ("source", "series")
+    }
+    shared.pool.shutdown()
