@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from oppscan.market.base import MarketData, SeriesKey
 
@@ -75,6 +75,7 @@ class Universe:
         return [SeriesKey.bars(self.venues[0], s, self.timeframe) for s in self.symbols]
 
 
+@runtime_checkable
 class DeclaresSeries(Protocol):
     """A strategy that says which series it reads, so the scan fetches them first.
 
@@ -87,7 +88,6 @@ class DeclaresSeries(Protocol):
 
 def series_needed(strategy: Strategy, universe: Universe) -> frozenset[SeriesKey]:
     """The series `strategy` reads on `universe`."""
-    declare = getattr(strategy, "needs", None)
-    if callable(declare):
-        return frozenset(declare(universe))
+    if isinstance(strategy, DeclaresSeries):
+        return frozenset(strategy.needs(universe))
     return frozenset(universe.primary_bars())
