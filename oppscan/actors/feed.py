@@ -17,7 +17,6 @@ from typing import Any
 
 from oppscan.actors.strategy_run import ScanFailure, StrategyJob, StrategyPool
 from oppscan.logs import get_logger
-from oppscan.market import MarketData
 from oppscan.market.base import SeriesKey
 from oppscan.market.cache import SeriesCache
 from oppscan.market.plan import Failed, FetchPool, ScanFetch
@@ -36,10 +35,6 @@ class Feeds:
     cache: SeriesCache
     fetchers: FetchPool
     strategies: Mapping[str, Strategy]
-
-    @property
-    def market(self) -> MarketData:
-        return self.cache.market
 
     def for_scan(self, scan_id: str, params: ScanParams, names: Iterable[str]) -> StrategyFeed:
         """Start fetching what the strategies `names` of the scan read."""
