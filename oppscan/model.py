@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -223,6 +224,32 @@ class ScanSnapshot:
         every poll of a finished scan, or of one between two strategies, reads
         the same snapshot again."""
         return orjson.dumps(self.status_body())
+
+    @functools.cached_property
+    def status_etag(self) -> str:
+        """The status body's entity tag: a digest of its bytes, which every worker
+        renders alike for the same state of the scan."""
+        return entity_tag(self.status_json)
+
+    @functools.cached_property
+    def results_etag(self) -> str | None:
+        """The stored results document's entity tag (None before the scan finished)."""
+        return None if self.results is None else entity_tag(self.results)
+
+    def poll_after(self, now: datetime) -> int:
+        """Seconds a client had best wait before polling a running scan again: the
+        scan's own pace so far (time per strategy done), kept within 1 to 5 s."""
+        elapsed = (now - parse_iso(self.created_at)).total_seconds()
+        pace = elapsed / max(1, self.completed)
+        return max(MIN_POLL_S, min(MAX_POLL_S, math.ceil(pace)))
+
+
+MIN_POLL_S, MAX_POLL_S = 1, 5
+
+
+def entity_tag(body: bytes) -> str:
+    """A strong entity tag of `body` (unquoted, as Falcon takes it)."""
+    return hashlib.blake2b(body, digest_size=12).hexdigest()
 
 
 def rank(opportunities: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -80,6 +80,22 @@ HEADERS: dict[str, Schema] = {
     "Retry-After": _header("Seconds to wait before retrying", {"type": "integer", "minimum": 0}),
     "WWW-Authenticate": _header("The scheme to authenticate with", {"const": "Bearer"}),
     "Location": _header("The scan's status URL", _scan_url("status")),
+    "ETag": _header(
+        "The body's entity tag: every worker gives the same one for the same state",
+        {"type": "string", "pattern": '^"[0-9a-f]{24}"$'},
+    ),
+}
+# A poll sends back the tag it holds; an answer that would be the same is a bodiless 304.
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The `ETag` of the last answer: 304 when the state has not changed",
+}
+NOT_MODIFIED = {
+    "description": "Unchanged since the `ETag` sent in `If-None-Match`: no body",
+    "headers": {name: _ref(name, "headers") for name in ("X-Served-By", "X-Request-ID", "ETag")},
 }
 EVERY_RESPONSE = ("X-Served-By", "X-Request-ID")
 
@@ -367,27 +383,32 @@ def _discover() -> Schema:
 
 
 def _scan_status(description: str, statuses: Sequence[str] | None = None) -> Schema:
-    """A scan's status body; its `status` is one of `statuses` when given."""
+    """A scan's status body, tagged; its `status` is one of `statuses` when given."""
     schema: Schema = _ref("ScanStatus")
     if statuses is not None:
         schema = {"allOf": [schema, {"properties": {"status": {"enum": list(statuses)}}}]}
-    return _answer(description, schema, "X-Scan-Source")
+    return _answer(description, schema, "X-Scan-Source", "ETag")
 
 
 def _status() -> Schema:
-    responses = {"200": _scan_status("The scan's status and progress"), **SCAN_ERRORS}
+    responses = {
+        "200": _scan_status("The scan's status and progress (`Retry-After` while it runs)"),
+        "304": NOT_MODIFIED,
+        **SCAN_ERRORS,
+    }
     summary = "A scan's status and progress"
-    return _operation("scanStatus", summary, responses, parameters=[SCAN_PARAM])
+    return _operation("scanStatus", summary, responses, parameters=[SCAN_PARAM, IF_NONE_MATCH])
 
 
 def _results() -> Schema:
     responses = {
-        "200": _answer("The ranked results", _ref("Results"), "X-Scan-Source"),
-        "202": _scan_status("Still queued or scanning: its status", RUNNING),
+        "200": _answer("The ranked results", _ref("Results"), "X-Scan-Source", "ETag"),
+        "202": _scan_status("Still queued or scanning: its status, and `Retry-After`", RUNNING),
+        "304": NOT_MODIFIED,
         **SCAN_ERRORS,
     }
     summary = "A finished scan's ranked results (202 with the status while it runs)"
-    return _operation("scanResults", summary, responses, parameters=[SCAN_PARAM])
+    return _operation("scanResults", summary, responses, parameters=[SCAN_PARAM, IF_NONE_MATCH])
 
 
 def _cancel() -> Schema:

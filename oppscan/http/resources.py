@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import falcon
 
 from oppscan.http.validation import check_scan_id, parse_discover, read_json_object
 from oppscan.metrics import render
-from oppscan.model import ScanSnapshot
+from oppscan.model import MIN_POLL_S, ScanSnapshot
 from oppscan.service import Answer, ScanService
 from oppscan.strategies import Strategy
 
@@ -51,11 +52,38 @@ def results_url(scan_id: str) -> str:
     return RESULTS.format(scan_id=scan_id)
 
 
-def _render_status(resp: falcon.Response, answer: Answer, code: int = 200) -> None:
+def _render_status(
+    req: falcon.Request,
+    resp: falcon.Response,
+    answer: Answer,
+    code: int = 200,
+    conditional: bool = True,
+) -> None:
+    """The status body, tagged; a running scan's says when to poll again. A GET
+    (`conditional`) whose If-None-Match holds the tag gets a bodiless 304."""
+    snapshot = answer.snapshot
     resp.status = code
     resp.set_header("X-Scan-Source", answer.source)
+    if not snapshot.status.terminal:
+        resp.set_header("Retry-After", str(snapshot.poll_after(datetime.now(UTC))))
+    if conditional and _unchanged(req, resp, snapshot.status_etag):
+        return
+    resp.etag = snapshot.status_etag
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = answer.snapshot.status_json
+    resp.data = snapshot.status_json
+
+
+def _unchanged(req: falcon.Request, resp: falcon.Response, etag: str) -> bool:
+    """Tag the answer; True (and a bodiless 304) when the client holds it already.
+
+    If-None-Match compares weakly (RFC 9110 13.1.2): a weak tag of ours matches too.
+    """
+    resp.etag = etag
+    held = req.if_none_match or ()
+    if any(tag == "*" or str(tag) == etag for tag in held):
+        resp.status = falcon.HTTP_304
+        return True
+    return False
 
 
 class Discover:
@@ -77,6 +105,8 @@ class Discover:
         if found.cached:
             media["cached"] = True
         resp.status = 200 if found.cached else 202
+        if not found.cached:
+            resp.set_header("Retry-After", str(MIN_POLL_S))  # a new scan has no pace yet
         resp.location = status_url(found.scan_id)
         resp.media = media
 
@@ -87,7 +117,7 @@ class Status:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, scan_id: str) -> None:
         answer = self._service.status(req.context.user, check_scan_id(scan_id))
-        _render_status(resp, answer)
+        _render_status(req, resp, answer)
 
 
 class Results:
@@ -96,12 +126,13 @@ class Results:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, scan_id: str) -> None:
         answer = self._service.results(req.context.user, check_scan_id(scan_id))
-        results = answer.snapshot.results
-        if results is None:
-            return _render_status(resp, answer, code=202)
+        results, etag = answer.snapshot.results, answer.snapshot.results_etag
+        if results is None or etag is None:
+            return _render_status(req, resp, answer, code=202)
         resp.set_header("X-Scan-Source", answer.source)
-        resp.content_type = falcon.MEDIA_JSON
-        resp.data = results
+        if not _unchanged(req, resp, etag):
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = results
         return None
 
 
@@ -111,7 +142,8 @@ class Scan:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, scan_id: str) -> None:
         answer = self._service.cancel(req.context.user, check_scan_id(scan_id))
-        _render_status(resp, answer, code=200 if answer.snapshot.status.terminal else 202)
+        code = 200 if answer.snapshot.status.terminal else 202
+        _render_status(req, resp, answer, code, conditional=False)
 
 
 class Scans:

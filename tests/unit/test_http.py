@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import falcon.testing
 import pytest
@@ -21,6 +22,7 @@ from oppscan.runtime import Runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
 from tests.fakes import FakeStore, FakeStrategy, feeds, immediate, market
+from tests.support.polling import poll_until
 
 SECRET = "unit-test-secret-0123456789abcdef"
 GATE = threading.Event()
@@ -298,3 +300,57 @@ def test_discover_answers_503_while_the_exchange_cannot_list_its_symbols(
     finally:
         registry.actor_ref.stop()
         shared.close()
+
+
+def status_of(client: falcon.testing.TestClient, scan_id: str, **headers: str) -> Any:
+    url = f"/api/v1/opportunities/status/{scan_id}"
+    return client.simulate_get(url, headers={**auth(), **headers})
+
+
+def test_a_running_scan_says_when_to_poll_and_is_tagged(
+    client: falcon.testing.TestClient,
+) -> None:
+    """discover's 202 and a running scan's status carry Retry-After (1 to 5 s) and the
+    status an ETag; sending it back gets a bodiless 304 while nothing changed."""
+    started = discover(client, {"strategies": ["held"]})
+    assert "1" == started.headers["Retry-After"]
+    first = status_of(client, started.json["scan_id"])
+    assert 1 <= int(first.headers["Retry-After"]) <= 5
+    unchanged = status_of(
+        client, started.json["scan_id"], **{"If-None-Match": first.headers["ETag"]}
+    )
+    assert (304, b"") == (unchanged.status_code, unchanged.content)
+    assert first.headers["ETag"] == unchanged.headers["ETag"]
+    weak = status_of(
+        client, started.json["scan_id"], **{"If-None-Match": "W/" + first.headers["ETag"]}
+    )
+    assert 304 == weak.status_code
+    other = status_of(client, started.json["scan_id"], **{"If-None-Match": '"0000"'})
+    assert 200 == other.status_code
+
+
+def test_a_finished_scan_is_tagged_and_its_tag_changes_with_its_state(
+    client: falcon.testing.TestClient,
+) -> None:
+    """The tag of a running scan no longer matches once it finished; the results carry
+    their own tag, a 304 for them too, and no Retry-After."""
+    scan_id = discover(client, {"strategies": ["held"]}).json["scan_id"]
+    running = status_of(client, scan_id).headers["ETag"]
+    GATE.set()
+    poll_until(lambda: status_of(client, scan_id).json["status"] == "complete", 10)
+    finished = status_of(client, scan_id, **{"If-None-Match": running})
+    assert 200 == finished.status_code
+    assert "Retry-After" not in finished.headers
+    url = f"/api/v1/opportunities/results/{scan_id}"
+    results = client.simulate_get(url, headers=auth())
+    again = client.simulate_get(url, headers={**auth(), "If-None-Match": results.headers["ETag"]})
+    assert (304, b"") == (again.status_code, again.content)
+
+
+def test_a_cancel_is_never_answered_304(client: falcon.testing.TestClient) -> None:
+    """If-None-Match means nothing to DELETE: the cancel happens and says so."""
+    scan_id = discover(client, {"strategies": ["held"]}).json["scan_id"]
+    tag = status_of(client, scan_id).headers["ETag"]
+    url = f"/api/v1/opportunities/scans/{scan_id}"
+    resp = client.simulate_delete(url, headers={**auth(), "If-None-Match": tag})
+    assert ("cancelled", 200) == (resp.json["status"], resp.status_code)
