@@ -11,6 +11,7 @@ import numpy as np
 
 from oppscan.actors.feed import Feeds
 from oppscan.actors.strategy_run import StrategyPool, ThreadStrategyPool
+from oppscan.actors.views import Finished
 from oppscan.market import MarketData
 from oppscan.market.base import Bars, FloatArray, Freshness, MarketDataError, SeriesKey
 from oppscan.market.cache import SeriesCache
@@ -353,8 +354,8 @@ class Recorder:
         self.released: list[str] = []
         self.done = threading.Event()
 
-    def scan_finished(self, snapshot: ScanSnapshot, epoch: Epoch) -> None:
-        self.finished.append(snapshot)
+    def scan_finished(self, finished: Finished) -> None:
+        self.finished.append(finished.final)
         self.done.set()
 
     def scan_released(self, scan_id: str, epoch: Epoch) -> None:

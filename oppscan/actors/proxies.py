@@ -14,7 +14,8 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast
 import pykka
 
 from oppscan.actors.strategy_run import ScanFailure
-from oppscan.model import Epoch, ScanJob, ScanSnapshot, StrategyResult
+from oppscan.actors.views import Finished
+from oppscan.model import Epoch, ScanJob, StrategyResult
 from oppscan.storage import LeaseState
 
 P = ParamSpec("P")
@@ -48,7 +49,7 @@ class RegistryProxy(Protocol):
     def actor_ref(self) -> pykka.ActorRef[Any]: ...
 
     spawn: Message[[ScanJob, float], None]
-    scan_finished: Message[[ScanSnapshot, Epoch], None]
+    scan_finished: Message[[Finished], None]
     scan_released: Message[[str, Epoch], None]
     leases_checked: Message[[Sequence[LeaseState], float], None]
     store_recovered: Message[[], None]

@@ -9,6 +9,7 @@ Redis, so a slow store cannot delay answers for scans owned here.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -17,13 +18,18 @@ import pykka
 
 from oppscan.actors.proxies import RegistryProxy, registry_proxy, scan_proxy
 from oppscan.actors.scan import Registrar, ScanActor, ScanDeps, first_snapshot
-from oppscan.actors.views import Owned, RegistryView, SnapshotCell
+from oppscan.actors.views import Finished, Owned, RegistryView, SnapshotCell
 from oppscan.logs import get_logger
 from oppscan.metrics import SCANS_RUNNING
-from oppscan.model import Epoch, ScanJob, ScanSnapshot
+from oppscan.model import Epoch, ScanJob
 from oppscan.storage import LeaseState
 
 log = get_logger("oppscan.registry")
+
+# How long a scan finished here is kept to be written back after a Redis restart: its
+# final write may be among the last writes a crashed Redis lost, and a restart may
+# be noticed only once an outage ends.
+FINISHED_KEPT = 120.0
 
 
 class Told:
@@ -32,9 +38,9 @@ class Told:
     def __init__(self, proxy: RegistryProxy) -> None:
         self._proxy = proxy
 
-    def scan_finished(self, snapshot: ScanSnapshot, epoch: Epoch) -> None:
+    def scan_finished(self, finished: Finished) -> None:
         with contextlib.suppress(pykka.ActorDeadError):  # the worker is stopping
-            self._proxy.scan_finished.defer(snapshot, epoch)
+            self._proxy.scan_finished.defer(finished)
 
     def scan_released(self, scan_id: str, epoch: Epoch) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
@@ -88,9 +94,12 @@ class RegistryActor(pykka.ThreadingActor):
 
     # -- told ------------------------------------------------------------
 
-    def scan_finished(self, snapshot: ScanSnapshot, epoch: Epoch) -> None:
-        self._view.remember(snapshot)
-        self._forget(snapshot.scan_id, epoch)
+    def scan_finished(self, finished: Finished) -> None:
+        self._view.remember(finished.final)
+        now = time.monotonic()
+        kept = [f for f in self._view.recently_finished() if now - f.at < FINISHED_KEPT]
+        self._view.publish_finished([*kept, finished])
+        self._forget(finished.final.scan_id, finished.job.epoch)
 
     def scan_released(self, scan_id: str, epoch: Epoch) -> None:
         self._forget(scan_id, epoch)

@@ -25,7 +25,7 @@ from oppscan.actors.feed import Feeds, StrategyFeed
 from oppscan.actors.lifecycle import Phase, ScanLifecycle, Step
 from oppscan.actors.proxies import ScanActorProxy, scan_proxy
 from oppscan.actors.strategy_run import ScanFailure
-from oppscan.actors.views import SnapshotCell
+from oppscan.actors.views import Finished, SnapshotCell
 from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, SCANS_FINISHED, STRATEGY_SECONDS
 from oppscan.model import Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
@@ -41,7 +41,7 @@ MAX_RETRY = 2.0
 class Registrar(Protocol):
     """What a scan tells its registry (events, never asked)."""
 
-    def scan_finished(self, snapshot: ScanSnapshot, epoch: Epoch) -> Any: ...
+    def scan_finished(self, finished: Finished) -> Any: ...
 
     def scan_released(self, scan_id: str, epoch: Epoch) -> Any: ...
 
@@ -338,7 +338,10 @@ class ScanActor(pykka.ThreadingActor):
         self._life.stop_taken()
         epoch = self._job.epoch
         if self._life.phase is Phase.FINISHED:
-            self._deps.registrar.scan_finished(self._snapshot, epoch)
+            results = tuple(self._life.durable.values())
+            digest, ttl = self._job.params.digest(), self._deps.result_ttl
+            finished = Finished(self._job, self._snapshot, results, digest, ttl)
+            self._deps.registrar.scan_finished(finished)
         else:
             self._cell.disown()
             self._deps.registrar.scan_released(self._job.scan_id, epoch)

@@ -18,7 +18,7 @@ from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, REDIS_RECONNECTS
 from oppscan.model import new_epoch_tag
 from oppscan.settings import Settings
-from oppscan.storage import Store, StoreUnavailable
+from oppscan.storage import Restored, Store, StoreUnavailable
 
 log = get_logger("oppscan.steward")
 
@@ -76,10 +76,29 @@ class Steward:
             # It may hold less than before (empty, or without its last writes).
             log.warning("store_restarted")
             self._registry.store_recovered.defer()
+            self._write_back_finished()
             self._next_renew = 0.0
         if time.monotonic() >= self._next_renew:
             self._renew()
         self._claim()
+
+    def _write_back_finished(self) -> None:
+        """Scans finished here lately may have lost their final write with the rest:
+        write them back as they finished, under the epoch that finished them (an
+        owner that took one over since keeps it: the write is fenced off)."""
+        for finished in self._view.recently_finished():
+            job = finished.job
+            restored = self._store.restore(
+                job,
+                self._worker,
+                finished.results,
+                finished.final.updated_at,
+                self._lease_ms,
+                recreate=True,
+            )
+            if restored is Restored.WRITTEN:
+                self._store.finish(finished.final, job.epoch, finished.digest, finished.ttl)
+                log.warning("scan_finish_restored", scan_id=job.scan_id, epoch=str(job.epoch))
 
     def _reconnect(self) -> bool:
         if not self._store.probe():

@@ -17,15 +17,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from cachetools import TLRUCache
 
 from oppscan.metrics import CACHE_LOOKUPS
-from oppscan.model import Epoch, ScanSnapshot, parse_iso
+from oppscan.model import Epoch, ScanJob, ScanSnapshot, StrategyResult, parse_iso
 
 if TYPE_CHECKING:
     from oppscan.actors.proxies import ScanActorProxy
@@ -88,6 +88,20 @@ class SnapshotCell:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """A scan this worker finished, and what writing it back finished takes: kept a
+    while, for a Redis that restarts without its last writes (the final one among
+    them) would otherwise show it running, and let another worker run it again."""
+
+    job: ScanJob
+    final: ScanSnapshot
+    results: tuple[StrategyResult, ...]
+    digest: str
+    ttl: int
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
 class Owned:
     """A scan this worker runs: its actor, its cell, and how long its lease surely holds."""
 
@@ -116,6 +130,7 @@ class RegistryView:
 
     def __init__(self, cache_ttl: float, cache_size: int, result_ttl: int) -> None:
         self._owned: Mapping[str, Owned] = MappingProxyType({})
+        self._finished: tuple[Finished, ...] = ()
         self._cache_ttl = cache_ttl
         self._result_ttl = result_ttl
         self._cache: TLRUCache[str, ScanSnapshot] = TLRUCache(
@@ -172,6 +187,13 @@ class RegistryView:
 
     def publish(self, owned: Mapping[str, Owned]) -> None:
         self._owned = MappingProxyType(dict(owned))
+
+    def publish_finished(self, finished: Sequence[Finished]) -> None:
+        self._finished = tuple(finished)
+
+    def recently_finished(self) -> tuple[Finished, ...]:
+        """Scans this worker finished lately (for the steward to write back)."""
+        return self._finished
 
     # -- cache policy ------------------------------------------------------------
 

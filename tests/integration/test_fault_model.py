@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -235,3 +236,37 @@ def _stalled(redis_url: str) -> bool:
     finally:
         probe.close()
     return False
+
+
+def test_a_scan_finished_in_the_writes_redis_lost_is_written_back_finished(
+    runtimes: list[Runtime], data_dir: Path, tmp_path: Path
+) -> None:
+    """Redis crashes and comes back from an append-only file written before the scan
+    finished: the worker that finished it writes it back finished, under its own
+    epoch; it is not claimed and run again, and no reader sees it running again."""
+    store = EmbeddedRedis(tmp_path / "redis", port=free_port(), fsync="always").start()
+    try:
+        service = start(runtimes, settings(store.url, data_dir, lease_ttl=3.0))
+        params = ScanParams(("momentum", "cross_venue_arbitrage"), ("BTC-USD",), "1h")
+        scan_id = service.discover("alice", params, False).scan_id
+        poll_until(lambda: completed(store.url, scan_id) >= 1, 30)
+        before_finish = (store.directory / "appendonly.aof").read_bytes()
+        assert ScanStatus.COMPLETE == wait_terminal(service, scan_id, 30)
+        epoch = scan_field(store.url, scan_id, "epoch")
+        store.kill()
+        (store.directory / "appendonly.aof").write_bytes(before_finish)
+        store.start()
+        assert "scanning" == scan_field(store.url, scan_id, "status")  # Redis forgot it
+        poll_until(lambda: scan_field(store.url, scan_id, "status") == "complete", 10)
+        assert (epoch, 2) == (
+            scan_field(store.url, scan_id, "epoch"),
+            completed(store.url, scan_id),
+        )
+        # Past a lease's lapse, nobody has claimed it and run it again.
+        time.sleep(4.0)  # a lease (3 s) lapsing is what is waited for here, not an event
+        assert ("complete", epoch) == (
+            scan_field(store.url, scan_id, "status"),
+            scan_field(store.url, scan_id, "epoch"),
+        )
+    finally:
+        store.stop()
