@@ -130,7 +130,8 @@ class ScanState:
 
 @dataclass(frozen=True)
 class Results:
-    """A finished scan's results document (`body` whole, the common parts named)."""
+    """A scan's results document (`body` whole, the common parts named): a finished
+    scan's, or a running one's so far (`partial`)."""
 
     body: Mapping[str, Any]
 
@@ -139,8 +140,13 @@ class Results:
         return str(self.body["status"])
 
     @property
+    def partial(self) -> bool:
+        return self.status not in TERMINAL
+
+    @property
     def opportunities(self) -> Sequence[Mapping[str, Any]]:
-        found: Sequence[Mapping[str, Any]] = self.body["opportunities"]
+        """Ranked and capped; so far, while it runs (none when the store could not say)."""
+        found: Sequence[Mapping[str, Any]] = self.body.get("opportunities", ())
         return found
 
     @property
@@ -306,6 +312,7 @@ class Scan:
         self._state: ScanState | None = None
         self._state_tag: str | None = None
         self._results: Results | None = None
+        self._results_tag: str | None = None
 
     def __repr__(self) -> str:
         return f"Scan({self.scan_id!r})"
@@ -320,15 +327,16 @@ class Scan:
         self._state_tag = answer.etag
         return self._state
 
-    def results(self) -> Results | None:
-        """The results once finished (also for `failed` and `cancelled`); None while it runs."""
-        if self._results is not None:
+    def results(self) -> Results:
+        """The results: final once it finished (also `failed` and `cancelled`), else
+        what it found so far (`partial`)."""
+        if self._results is not None and not self._results.partial:
             return self._results  # a finished scan never changes
-        answer = self.client.request("GET", f"{API}/opportunities/results/{self.scan_id}")
-        if answer.status == 202:
-            self._state = ScanState.from_body(answer.body, answer.retry_after)
-            return None
-        self._results = Results(answer.body)
+        path = f"{API}/opportunities/results/{self.scan_id}"
+        answer = self.client.request("GET", path, etag=self._results_tag)
+        if answer.status != 304 or self._results is None:
+            self._results = Results(answer.body)
+        self._results_tag = answer.etag
         return self._results
 
     def wait(
@@ -356,9 +364,7 @@ class Scan:
                     on_progress(state)
                 last = state
                 if state.finished:
-                    results = self.results()
-                    assert results is not None
-                    return results
+                    return self.results()
                 pause = interval if interval is not None else (state.retry_after or 1.0)
             if deadline is not None and time.monotonic() + pause > deadline:
                 raise TimeoutError(f"{self.scan_id} not finished within {timeout:g} s")

@@ -7,10 +7,40 @@ whichever worker answers.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oppscan.model import ScanParams, ScanStatus, StrategyResult, millis_between, rank
+from oppscan.model import (
+    ScanParams,
+    ScanSnapshot,
+    ScanStatus,
+    StrategyResult,
+    millis_between,
+    rank,
+)
+
+
+def build_partial(snapshot: ScanSnapshot, done: Sequence[StrategyResult], cap: int) -> bytes:
+    """What a running scan has found so far: its status, and the opportunities of the
+    strategies recorded in Redis, ranked and capped. Built from Redis alone, so every
+    worker renders the same bytes for the same state."""
+    everything = [o for r in done for o in r.opportunities]
+    body = {
+        **snapshot.status_body(),
+        "partial": True,
+        "opportunities": rank(everything)[:cap],
+        "strategy_performance": {r.name: r.performance() for r in sorted(done, key=_name)},
+        "metadata": {
+            "total_strategies": snapshot.total,
+            "strategies_completed": len(done),
+            "opportunities_total": len(everything),
+        },
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _name(result: StrategyResult) -> str:
+    return result.name
 
 
 def build_results(

@@ -24,6 +24,7 @@ from oppscan.model import (
     new_scan_id,
     now_iso,
 )
+from oppscan.results import build_partial
 from oppscan.runtime import Runtime
 from oppscan.storage import NewScan, Registered, StoreUnavailable
 
@@ -88,6 +89,7 @@ class Discovered:
 class Answer:
     snapshot: ScanSnapshot
     source: Source
+    partial: bytes | None = None  # a running scan's results so far (results only)
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,25 @@ class ScanService:
         return self._lookup(user, scan_id, with_results=False)
 
     def results(self, user: str, scan_id: str) -> Answer:
-        return self._lookup(user, scan_id, with_results=True)
+        """A finished scan's results; a running one's so far, as Redis holds them.
+
+        While Redis cannot be read the owner still answers, with the status alone.
+        """
+        answer = self._lookup(user, scan_id, with_results=True)
+        if answer.snapshot.results is not None:
+            return answer
+        try:
+            partial = self._store.read_partial(scan_id)
+        except StoreUnavailable:
+            if answer.source == "actor":
+                return answer
+            raise
+        if partial is None or partial.snapshot.user != user:
+            raise ScanNotFound(scan_id)  # its retention ended just now
+        if partial.snapshot.results is not None:
+            return Answer(partial.snapshot, "store")  # it finished just now
+        body = build_partial(partial.snapshot, partial.results, self._rt.settings.results_cap)
+        return Answer(partial.snapshot, "store", body)
 
     def list_scans(self, user: str, limit: int) -> list[ScanSnapshot]:
         return self._store.list_scans(user, limit)

@@ -21,6 +21,7 @@ from oppscan.storage import (
     CircuitBreaker,
     LeaseState,
     NewScan,
+    Partial,
     Recorded,
     Registered,
     Registration,
@@ -130,6 +131,14 @@ class FakeStore:
         if record is None:
             return None
         return record.snapshot if with_results else replace(record.snapshot, results=None)
+
+    def read_partial(self, scan_id: str) -> Partial | None:
+        self._enter("read_partial")
+        record = self.records.get(scan_id)
+        if record is None:
+            return None
+        done = tuple(sorted(record.strategies.values(), key=lambda r: r.name))
+        return Partial(record.snapshot, done)
 
     def record_strategy(
         self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str, durable: int = 0

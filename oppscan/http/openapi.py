@@ -236,6 +236,33 @@ METADATA = _closed(
         )
     },
 )
+# A running scan's results so far: its status, and what the strategies recorded in
+# Redis found. While Redis cannot be read, the owner answers with the status alone.
+PARTIAL_RESULTS = _closed(
+    {
+        "scan_id": SCAN_ID,
+        "status": {"type": "string", "enum": RUNNING},
+        "progress": _ref("Progress"),
+        "created_at": STAMP,
+        "updated_at": STAMP,
+        "completed_at": {"type": "null"},
+    },
+    {
+        "partial": {"const": True},
+        "opportunities": {"type": "array", "items": _ref("Opportunity")},
+        "strategy_performance": {
+            "type": "object",
+            "additionalProperties": _ref("StrategyPerformance"),
+        },
+        "metadata": _closed(
+            {
+                "total_strategies": {"type": "integer", "minimum": 1},
+                "strategies_completed": COUNT,
+                "opportunities_total": COUNT,
+            }
+        ),
+    },
+)
 RESULTS = _closed(
     {
         "scan_id": SCAN_ID,
@@ -266,6 +293,7 @@ def _schemas(strategies: Sequence[str] | None, symbols: Sequence[str] | None) ->
         "StrategyPerformance": STRATEGY_PERFORMANCE,
         "ResultsMetadata": METADATA,
         "Results": RESULTS,
+        "PartialResults": PARTIAL_RESULTS,
         "StrategyList": _closed({"strategies": {"type": "array", "items": named}}),
         "SymbolList": _closed({"symbols": {"type": "array", "items": {"type": "string"}}}),
         "ScanList": _closed(
@@ -403,7 +431,13 @@ def _status() -> Schema:
 def _results() -> Schema:
     responses = {
         "200": _answer("The ranked results", _ref("Results"), "X-Scan-Source", "ETag"),
-        "202": _scan_status("Still queued or scanning: its status, and `Retry-After`", RUNNING),
+        "202": _answer(
+            "Still queued or scanning: what it found so far (`partial`), and `Retry-After`",
+            _ref("PartialResults"),
+            "X-Scan-Source",
+            "ETag",
+            "Retry-After",
+        ),
         "304": NOT_MODIFIED,
         **SCAN_ERRORS,
     }

@@ -11,7 +11,7 @@ import falcon
 
 from oppscan.http.validation import check_scan_id, parse_discover, read_json_object
 from oppscan.metrics import render
-from oppscan.model import MIN_POLL_S, ScanSnapshot
+from oppscan.model import MIN_POLL_S, ScanSnapshot, entity_tag
 from oppscan.service import Answer, ScanService
 from oppscan.strategies import Strategy
 
@@ -73,6 +73,18 @@ def _render_status(
     resp.data = snapshot.status_json
 
 
+def _render_partial(
+    req: falcon.Request, resp: falcon.Response, answer: Answer, body: bytes
+) -> None:
+    """202: a running scan's results so far, tagged, with when to poll again."""
+    resp.status = 202
+    resp.set_header("X-Scan-Source", answer.source)
+    resp.set_header("Retry-After", str(answer.snapshot.poll_after(datetime.now(UTC))))
+    if not _unchanged(req, resp, entity_tag(body)):
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = body
+
+
 def _unchanged(req: falcon.Request, resp: falcon.Response, etag: str) -> bool:
     """Tag the answer; True (and a bodiless 304) when the client holds it already.
 
@@ -127,6 +139,8 @@ class Results:
     def on_get(self, req: falcon.Request, resp: falcon.Response, scan_id: str) -> None:
         answer = self._service.results(req.context.user, check_scan_id(scan_id))
         results, etag = answer.snapshot.results, answer.snapshot.results_etag
+        if answer.partial is not None:
+            return _render_partial(req, resp, answer, answer.partial)
         if results is None or etag is None:
             return _render_status(req, resp, answer, code=202)
         resp.set_header("X-Scan-Source", answer.source)

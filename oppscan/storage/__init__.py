@@ -8,6 +8,7 @@ from oppscan.storage.port import Store
 from oppscan.storage.store import (
     LeaseState,
     NewScan,
+    Partial,
     Recorded,
     Registered,
     Registration,
@@ -23,6 +24,7 @@ __all__ = [
     "LeaseState",
     "MarketStore",
     "NewScan",
+    "Partial",
     "Recorded",
     "Registered",
     "Registration",

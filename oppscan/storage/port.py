@@ -14,6 +14,7 @@ from oppscan.storage.client import CircuitBreaker
 from oppscan.storage.store import (
     LeaseState,
     NewScan,
+    Partial,
     Recorded,
     Registration,
     Restored,
@@ -45,6 +46,8 @@ class Store(Protocol):
     def release(self, scan_id: str, epoch: Epoch) -> bool | Written: ...
 
     def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None: ...
+
+    def read_partial(self, scan_id: str) -> Partial | None: ...
 
     def server_restarted(self) -> bool: ...
 

@@ -100,6 +100,14 @@ def record_fields(
     }
 
 
+@dataclass(frozen=True)
+class Partial:
+    """A scan as Redis holds it, with every strategy result recorded so far."""
+
+    snapshot: ScanSnapshot
+    results: tuple[StrategyResult, ...]  # by strategy name
+
+
 class Written(Enum):
     """How a fenced write ended, when it did not simply land."""
 
@@ -349,6 +357,26 @@ class ScanStore:
         if gated and (found is None or not found.status.terminal):
             raise StoreUnavailable("store_restarted")
         return found
+
+    def read_partial(self, scan_id: str) -> Partial | None:
+        """The scan with the results its strategies recorded so far, in one read; None
+        when Redis has no such scan. Gated like `read` just after Redis changed."""
+        key = self._keys.scan(scan_id)
+        raw = self._call(lambda: self._reads.execute("HGETALL", key))
+        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+        fields = {_text(name) or "": value for name, value in pairs}  # RESP3 map or RESP2 list
+        found = _snapshot(scan_id, {name: fields.get(name) for name in RESULT_FIELDS})
+        if self._server.gating() and (found is None or not found.status.terminal):
+            raise StoreUnavailable("store_restarted")
+        if found is None:
+            return None
+        done = tuple(
+            sorted(
+                (StrategyResult.from_json(v) for n, v in fields.items() if n.startswith("s:")),
+                key=lambda r: r.name,
+            )
+        )
+        return Partial(found, done)
 
     def server_restarted(self) -> bool:
         """Ask the server, on this thread's connection; True once after the Redis

@@ -354,3 +354,24 @@ def test_a_cancel_is_never_answered_304(client: falcon.testing.TestClient) -> No
     url = f"/api/v1/opportunities/scans/{scan_id}"
     resp = client.simulate_delete(url, headers={**auth(), "If-None-Match": tag})
     assert ("cancelled", 200) == (resp.json["status"], resp.status_code)
+
+
+def test_a_running_scan_s_results_so_far(client: falcon.testing.TestClient) -> None:
+    """While a strategy still runs, results answer 202 with what the others found
+    (ranked, marked partial), tagged, with when to poll again; unchanged: 304."""
+    scan_id = discover(client, {"strategies": ["alpha", "held"]}).json["scan_id"]
+    url = f"/api/v1/opportunities/results/{scan_id}"
+    poll_until(
+        lambda: (
+            client.simulate_get(url, headers=auth()).json["metadata"]["strategies_completed"] == 1
+        ),
+        10,
+    )
+    resp = client.simulate_get(url, headers=auth())
+    assert (202, True, "scanning") == (resp.status_code, resp.json["partial"], resp.json["status"])
+    assert ["alpha"] == sorted(resp.json["strategy_performance"])
+    assert resp.json["opportunities"]
+    assert {"alpha"} == {o["strategy"] for o in resp.json["opportunities"]}
+    assert 1 <= int(resp.headers["Retry-After"]) <= 5
+    again = client.simulate_get(url, headers={**auth(), "If-None-Match": resp.headers["ETag"]})
+    assert (304, b"") == (again.status_code, again.content)
