@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -53,6 +53,12 @@ def now_iso() -> str:
 
 def parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def plus_seconds(stamp: str, seconds: float) -> str:
+    """`stamp` (our ISO format) moved on by `seconds`, in the same format."""
+    moved = parse_iso(stamp) + timedelta(seconds=seconds)
+    return moved.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def millis_between(start: str, end: str) -> int:
@@ -198,6 +204,9 @@ class ScanSnapshot:
     completed_at: str | None = None
     error: str | None = None
     results: bytes | None = field(default=None, repr=False)
+    expires_at: str | None = None  # a finished scan's: when its retention ends
+    # What the scan asked for, where the reader has it at hand (the scan list).
+    params: ScanParams | None = field(default=None, compare=False, repr=False)
 
     def status_body(self) -> dict[str, Any]:
         percentage = round(100.0 * self.completed / self.total, 1) if self.total else 0.0
@@ -216,6 +225,19 @@ class ScanSnapshot:
         }
         if self.error is not None:
             body["error"] = self.error
+        if self.expires_at is not None:
+            body["expires_at"] = self.expires_at
+        return body
+
+    def listed_body(self) -> dict[str, Any]:
+        """The status body with what the scan asked for, for the scan list."""
+        body = self.status_body()
+        if self.params is not None:
+            body["request"] = {
+                "strategies": list(self.params.strategies),
+                "symbols": len(self.params.symbols),
+                "timeframe": self.params.timeframe,
+            }
         return body
 
     @functools.cached_property

@@ -94,7 +94,9 @@ class FakeStore:
         status = ScanStatus.SCANNING if scan.owner else ScanStatus.QUEUED
         stamp = scan.created_at
         total = len(scan.params.strategies)
-        snapshot = ScanSnapshot(scan.scan_id, scan.user, status, total, 0, 0, stamp, stamp)
+        snapshot = ScanSnapshot(
+            scan.scan_id, scan.user, status, total, 0, 0, stamp, stamp, params=scan.params
+        )
         epoch = scan.epoch if scan.owner else QUEUED_EPOCH
         self.records[scan.scan_id] = FakeRecord(snapshot, epoch, digest)
         self.dedup[(scan.user, digest)] = scan.scan_id

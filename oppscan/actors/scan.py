@@ -28,7 +28,15 @@ from oppscan.actors.strategy_run import ScanFailure
 from oppscan.actors.views import Finished, SnapshotCell
 from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, SCANS_FINISHED, STRATEGY_SECONDS
-from oppscan.model import Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult, now_iso
+from oppscan.model import (
+    Epoch,
+    ScanJob,
+    ScanSnapshot,
+    ScanStatus,
+    StrategyResult,
+    now_iso,
+    plus_seconds,
+)
 from oppscan.results import build_results
 from oppscan.storage import Recorded, Restored, Store, StoreUnavailable, Written
 
@@ -79,6 +87,7 @@ def first_snapshot(job: ScanJob) -> ScanSnapshot:
         found=sum(len(r.opportunities) for r in job.done),
         created_at=job.created_at,
         updated_at=job.updated_at,
+        params=job.params,
     )
 
 
@@ -381,6 +390,7 @@ class ScanActor(pykka.ThreadingActor):
             completed_at=completed_at,
             error=error,
             results=results,
+            expires_at=plus_seconds(completed_at, self._deps.result_ttl),
         )
 
     def _cancel_futures(self) -> None:

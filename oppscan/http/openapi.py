@@ -161,18 +161,32 @@ PROGRESS = _closed(
 ERROR_TEXT: Schema = {"type": "string", "minLength": 1}
 # A running scan has no `completed_at` and no `error`; a finished one has
 # `completed_at`, and an `error` unless it is complete.
-SCAN_STATUS = _closed(
+STATUS_FIELDS: Schema = {
+    "scan_id": SCAN_ID,
+    "status": {"type": "string", "enum": RUNNING + FINISHED},
+    "progress": _ref("Progress"),
+    "created_at": STAMP,
+    "updated_at": STAMP,
+    "completed_at": {"oneOf": [STAMP, {"type": "null"}]},
+}
+# A finished scan says when its retention ends (`expires_at`); a listed scan also
+# what it asked for (`request`).
+STATUS_OPTIONAL: Schema = {"error": ERROR_TEXT, "expires_at": STAMP}
+REQUEST_SUMMARY = _closed(
     {
-        "scan_id": SCAN_ID,
-        "status": {"type": "string", "enum": RUNNING + FINISHED},
-        "progress": _ref("Progress"),
-        "created_at": STAMP,
-        "updated_at": STAMP,
-        "completed_at": {"oneOf": [STAMP, {"type": "null"}]},
-    },
-    {"error": ERROR_TEXT},
+        "strategies": {"type": "array", "items": {"type": "string"}},
+        "symbols": {"type": "integer", "minimum": 1},
+        "timeframe": TIMEFRAME,
+    }
+)
+SCAN_STATUS = _closed(
+    STATUS_FIELDS,
+    STATUS_OPTIONAL,
     allOf=[
-        _when(RUNNING, {"properties": {"completed_at": {"type": "null"}, "error": False}}),
+        _when(
+            RUNNING,
+            {"properties": {"completed_at": {"type": "null"}, "error": False, "expires_at": False}},
+        ),
         _when(["complete"], {"properties": {"completed_at": STAMP, "error": False}}),
         _when(
             ["failed", "cancelled"], {"required": ["error"], "properties": {"completed_at": STAMP}}
@@ -289,6 +303,11 @@ def _schemas(strategies: Sequence[str] | None, symbols: Sequence[str] | None) ->
         "DiscoverRequest": _discover_request(strategies, symbols),
         "Progress": PROGRESS,
         "ScanStatus": SCAN_STATUS,
+        "ListedScan": _closed(
+            STATUS_FIELDS,
+            {**STATUS_OPTIONAL, "request": REQUEST_SUMMARY},
+            allOf=SCAN_STATUS["allOf"],
+        ),
         "Opportunity": OPPORTUNITY,
         "StrategyPerformance": STRATEGY_PERFORMANCE,
         "ResultsMetadata": METADATA,
@@ -297,7 +316,7 @@ def _schemas(strategies: Sequence[str] | None, symbols: Sequence[str] | None) ->
         "StrategyList": _closed({"strategies": {"type": "array", "items": named}}),
         "SymbolList": _closed({"symbols": {"type": "array", "items": {"type": "string"}}}),
         "ScanList": _closed(
-            {"scans": {"type": "array", "items": _ref("ScanStatus"), "maxItems": MAX_LIST}}
+            {"scans": {"type": "array", "items": _ref("ListedScan"), "maxItems": MAX_LIST}}
         ),
     }
 

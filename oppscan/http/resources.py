@@ -167,7 +167,7 @@ class Scans:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_LIST, default=50)
         scans: list[ScanSnapshot] = self._service.list_scans(req.context.user, limit)
-        resp.media = {"scans": [s.status_body() for s in scans]}
+        resp.media = {"scans": [s.listed_body() for s in scans]}
 
 
 class Strategies:

@@ -220,7 +220,8 @@ return {1, tonumber(state[1]), tonumber(state[2]), state[3], tonumber(state[4] o
 
 # KEYS: scan, running, pending, dedup, user_active, user_scans.
 # ARGV: epoch, tag, status, results, completed_at, error ('' for none), ttl, scan_id,
-#       scan key before id, after id, results the final document counts.
+#       scan key before id, after id, results the final document counts,
+#       expires_at ('' for none).
 # The results land in the same step as the status flip, and every key of the
 # scan gets its retention TTL together; the user's index expires with the last
 # of the user's scans. Returns 1 finished (now or before, by this owner), 0
@@ -241,6 +242,7 @@ local stamp = later(redis.call('HGET', KEYS[1], 'updated_at'), ARGV[5])
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'results', ARGV[4],
            'completed_at', ARGV[5], 'updated_at', stamp, 'lease', '0')
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[12]) end
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZREM', KEYS[2], ARGV[8])
 redis.call('ZREM', KEYS[3], ARGV[8])

@@ -49,8 +49,10 @@ STATUS_FIELDS = (
     "updated_at",
     "completed_at",
     "error",
+    "expires_at",
 )
 RESULT_FIELDS = (*STATUS_FIELDS, "results")
+LISTED_FIELDS = (*STATUS_FIELDS, "params")
 USER_INDEX_CAP = 1000
 
 
@@ -443,6 +445,7 @@ class ScanStore:
             sid,
             *k.scan_around_id(),
             snapshot.completed,
+            snapshot.expires_at or "",
         ]
         code = int(self._call(lambda: self._finish(keys=keys, args=argv)))
         return None if code == 1 else WRITE_CODES[code]
@@ -512,12 +515,12 @@ class ScanStore:
         def run() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
             for sid in ids:
-                pipe.hmget(self._keys.scan(sid), STATUS_FIELDS)
+                pipe.hmget(self._keys.scan(sid), LISTED_FIELDS)
             return pipe.execute()
 
         rows = self._call(run) if ids else []
         return [
-            _snapshot(sid, dict(zip(STATUS_FIELDS, raw, strict=True)))
+            _snapshot(sid, dict(zip(LISTED_FIELDS, raw, strict=True)))
             for sid, raw in zip(ids, rows, strict=True)
         ]
 
@@ -569,4 +572,6 @@ def _snapshot(scan_id: str, raw: dict[str, Any]) -> ScanSnapshot | None:
         completed_at=_text(raw["completed_at"]),
         error=_text(raw["error"]),
         results=bytes(results) if results else None,
+        expires_at=_text(raw.get("expires_at")),
+        params=ScanParams.from_dict(json.loads(raw["params"])) if raw.get("params") else None,
     )

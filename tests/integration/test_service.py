@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from oppscan.model import ScanParams, ScanStatus
+from oppscan.model import ScanParams, ScanStatus, millis_between
 from oppscan.runtime import Runtime, start_runtime, stop_runtime
 from oppscan.service import Answer, ScanNotFound, ScanService
 from oppscan.settings import Settings
@@ -119,3 +119,21 @@ def test_cancel_from_another_worker_reaches_the_owner(workers: tuple[Runtime, Ru
     done = wait_terminal(other, "alice", scan_id)
     assert ScanStatus.CANCELLED == done.snapshot.status
     assert done.snapshot.completed < done.snapshot.total
+
+
+def test_every_worker_lists_the_request_and_the_end_of_retention(
+    workers: tuple[Runtime, Runtime],
+) -> None:
+    """From Redis, on the worker that did not run it: the scan list shows what the scan
+    asked for; its status, when its retention (600 s) ends."""
+    one, two = (ScanService(w) for w in workers)
+    scan_id = one.discover("alice", params(("BTC-USD",)), True).scan_id
+    wait_terminal(one, "alice", scan_id)
+    listed = next(s for s in two.list_scans("alice", 10) if s.scan_id == scan_id)
+    assert {"strategies": list(ALL), "symbols": 1, "timeframe": "1h"} == listed.listed_body()[
+        "request"
+    ]
+    stored = two.status("alice", scan_id).snapshot
+    assert stored.expires_at is not None
+    assert stored.completed_at is not None
+    assert 600_000 == millis_between(stored.completed_at, stored.expires_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import falcon.testing
@@ -375,3 +376,19 @@ def test_a_running_scan_s_results_so_far(client: falcon.testing.TestClient) -> N
     assert 1 <= int(resp.headers["Retry-After"]) <= 5
     again = client.simulate_get(url, headers={**auth(), "If-None-Match": resp.headers["ETag"]})
     assert (304, b"") == (again.status_code, again.content)
+
+
+def test_the_scan_list_says_what_each_scan_asked_for_and_finished_ones_when_they_expire(
+    client: falcon.testing.TestClient,
+) -> None:
+    """Each listed scan carries its request (strategies, number of symbols, timeframe);
+    a finished one its `expires_at`, its retention after `completed_at`."""
+    scan_id = discover(client, {"strategies": ["alpha"], "symbols": ["SYM0"]}).json["scan_id"]
+    poll_until(lambda: status_of(client, scan_id).json["status"] == "complete", 10)
+    listed = client.simulate_get("/api/v1/opportunities/scans", headers=auth()).json["scans"]
+    mine = next(s for s in listed if s["scan_id"] == scan_id)
+    assert {"strategies": ["alpha"], "symbols": 1, "timeframe": "1h"} == mine["request"]
+    status = status_of(client, scan_id).json
+    completed = datetime.fromisoformat(status["completed_at"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(status["expires_at"].replace("Z", "+00:00"))
+    assert 60 == (expires - completed).total_seconds()
