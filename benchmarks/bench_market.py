@@ -49,10 +49,10 @@ from bench_service import keep_logs, settle
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from report import machine
-from scans import API, Api
 from servers import Gunicorn, oppscan_server, token
 
 from oppscan.actors.strategy_run import run_strategy
+from oppscan.client import Client
 from oppscan.logs import configure as configure_logs
 from oppscan.market import MarketData
 from oppscan.market.base import Bars, FloatArray, Freshness, SeriesKey, candle_freshness
@@ -437,27 +437,17 @@ def start_together(url: str, redis_url: str, prefix: str, users: int) -> tuple[U
 def one_user(
     url: str, user: str, barrier: threading.Barrier, store: redis.Redis, keys: Keys
 ) -> UserScan:
-    api = Api(url, token(user))
-    try:
+    with Client(url, token(user)) as api:
         barrier.wait(timeout=30)
         started = time.monotonic()
-        scan_id = api.discover()  # every strategy, every symbol
-        status = api.wait(scan_id, poll=HTTP_POLL, timeout=120)
+        scan = api.discover(timeframe="1h")  # every strategy, every symbol
+        final = scan.wait(interval=HTTP_POLL, timeout=120)
         ended = time.monotonic()
-    finally:
-        api.close()
+    scan_id, status = scan.scan_id, final.status
     owner = store.hget(keys.scan(scan_id), "owner")
-    market = results(url, user, scan_id)["metadata"]["market"]
+    market = final.body["metadata"]["market"]
     owner_name = owner.decode() if isinstance(owner, bytes) else str(owner)
     return UserScan(started, ended, status, owner_name, market)
-
-
-def results(url: str, user: str, scan_id: str) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token(user)}"}
-    reply = requests.get(f"{url}{API}/opportunities/results/{scan_id}", headers=headers, timeout=10)
-    reply.raise_for_status()
-    body: dict[str, Any] = reply.json()
-    return body
 
 
 def scrape(url: str) -> dict[str, int]:

@@ -29,7 +29,7 @@ import profiling
 import redis
 from loadgen import Load, LoadGenerator, PythonClient, pick
 from report import Figure, table, write_json
-from scans import Api, BusyScans, BusySpec, results_path, status_path
+from scans import BusyScans, BusySpec, client, results_path, start_scan, status_path, wait
 from servers import Gunicorn, hello_server, oppscan_server, token
 
 from oppscan.processes import free_port
@@ -41,7 +41,8 @@ USER = "bench"
 STEPS = ("store", "actor", "cache", "busy", "profile", "scan")
 SLOW = {"synthetic_latency_ms": "2000", "handoff_timeout": "1"}  # a scan runs for minutes
 
-Target = tuple[Gunicorn, str]  # a server and the URL to load on it
+# A server, the URL to load on it and, for conditional reads, the entity tag sent back.
+Target = tuple[Gunicorn, str] | tuple[Gunicorn, str, str]
 
 
 @dataclass
@@ -107,10 +108,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def measure(bench: Bench, target: Target, seconds: float) -> Run:
-    server, url = target
+    server, url = target[0], target[1]
+    etag = target[2] if len(target) == 3 else None
     auth = None if url.endswith(HELLO) else bench.token
     before = server.cpu_seconds()
-    load = bench.load.run(url, auth, seconds)
+    load = bench.load.run(url, auth, seconds, etag)
     return Run(load, server.cpu_seconds() - before)
 
 
@@ -255,14 +257,16 @@ def actor_path(bench: Bench, servers: Servers, scan_id: str) -> None:
 
 def cache_path(bench: Bench, servers: Servers) -> None:
     """3: status and results of a finished scan, and the Redis commands they cost."""
-    api = Api(servers.main.url, bench.token)
+    api = client(servers.main.url, bench.token)
     symbols = api.symbols()[1:]  # not the long scan's parameters, which it would join
-    scan_id = api.discover(symbols=symbols, force_refresh=True)
-    api.wait(scan_id)
+    scan_id = start_scan(api, symbols=symbols, force_refresh=True)
+    wait(api, scan_id)
+    etag = api.request("GET", status_path(scan_id)).etag
     main = servers.main
-    targets = {
+    targets: dict[str, Target] = {
         "status": (main, main.url + status_path(scan_id)),
         "results": (main, main.url + results_path(scan_id)),
+        "status_304": (main, main.url + status_path(scan_id), f'"{etag}"'),
         "hello": (servers.hello2, servers.hello2.url + HELLO),
     }
     warm(bench, [targets["status"], targets["results"]])
@@ -270,13 +274,24 @@ def cache_path(bench: Bench, servers: Servers) -> None:
     meter = commands.Meter(bench.store)
     runs = compare(bench, targets)
     window = meter.stop()
-    requests = sum(r.load.requests for r in runs["status"] + runs["results"])
+    requests = sum(r.load.requests for r in runs["status"] + runs["results"] + runs["status_304"])
     per_request = window.per_request(requests, idle)
     for name, key in (("status", "3a"), ("results", "3b")):
         bench.add(
             throughput(key, f"{name}, finished scan", runs[name], runs["hello"], 0.90, "hello"),
             **run_detail(runs[name], runs["hello"]),
         )
+    bench.add(
+        throughput(
+            "3d",
+            "status 304 (If-None-Match), finished scan",
+            runs["status_304"],
+            runs["hello"],
+            0.95,
+            "hello",
+        ),
+        **run_detail(runs["status_304"], runs["hello"]),
+    )
     bench.add(
         commands_figure(
             "3c",
@@ -311,7 +326,7 @@ def busy_figure(
     seconds = 2 * bench.args.seconds
     idle = poller.run(url, bench.token, seconds)
     hello = poller.run(baseline.url + HELLO, None, seconds)
-    symbols = tuple(Api(server.url, bench.token).symbols())
+    symbols = tuple(client(server.url, bench.token).symbols())
     spec = BusySpec(server.url, bench.redis_url, symbols, bench.args.busy, token)
     busy = BusyScans(spec).start()
     busy.sample(True)
@@ -343,13 +358,13 @@ def scan_time(bench: Bench, stack: ExitStack) -> None:
     single = oppscan_server("single", bench.redis_url, bench.work, 1, key_prefix="bench6:")
     stack.callback(single.stop)
     single.start()
-    api = Api(single.url, bench.token)
+    api = client(single.url, bench.token)
     durations: list[float] = []
     began = time.monotonic()
     for _ in range(bench.args.scans):
-        scan_id = api.discover(force_refresh=True)
+        scan_id = start_scan(api, force_refresh=True)
         started = time.monotonic()
-        if api.wait(scan_id, poll=0.02) != "complete":
+        if wait(api, scan_id, poll=0.02) != "complete":
             raise RuntimeError(f"scan {scan_id} did not complete")
         durations.append(time.monotonic() - started)
     wall = time.monotonic() - began
@@ -423,7 +438,9 @@ def profile_store(bench: Bench, scan_id: str) -> None:
 
 def profile_actor(bench: Bench) -> None:
     def drive(server: Gunicorn) -> Load:
-        url = server.url + status_path(Api(server.url, bench.token).discover(force_refresh=True))
+        url = server.url + status_path(
+            start_scan(client(server.url, bench.token), force_refresh=True)
+        )
         return bench.load.run(url, bench.token, bench.args.seconds)
 
     server = profiling.profiled_server(
@@ -434,7 +451,7 @@ def profile_actor(bench: Bench) -> None:
 
 def profile_busy(bench: Bench, scan_id: str) -> None:
     def drive(server: Gunicorn) -> Load:
-        symbols = tuple(Api(server.url, bench.token).symbols())
+        symbols = tuple(client(server.url, bench.token).symbols())
         spec = BusySpec(server.url, bench.redis_url, symbols, bench.args.busy, token)
         busy = BusyScans(spec).start()
         url = server.url + status_path(scan_id)
@@ -472,8 +489,8 @@ def start_servers(stack: ExitStack, redis_url: str, work: Path, connections: int
 
 def long_scan(bench: Bench, servers: Servers) -> str:
     """A scan of every strategy and symbol on the slow server: it runs for minutes."""
-    scan_id = Api(servers.owner.url, bench.token).discover(force_refresh=True)
-    if Api(servers.main.url, bench.token).status(scan_id)["status"] != "scanning":
+    scan_id = start_scan(client(servers.owner.url, bench.token), force_refresh=True)
+    if client(servers.main.url, bench.token).scan(scan_id).status().status != "scanning":
         raise RuntimeError("the long scan is not running")
     return scan_id
 

@@ -67,7 +67,13 @@ class LoadGenerator(Protocol):
     @property
     def name(self) -> str: ...
 
-    def run(self, url: str, token: str | None, seconds: float) -> Load: ...
+    def run(
+        self,
+        url: str,
+        token: str | None,
+        seconds: float,
+        if_none_match: str | None = None,
+    ) -> Load: ...
 
 
 def pick(choice: str, connections: int) -> LoadGenerator:
@@ -84,7 +90,13 @@ class Wrk:
     connections: int
     name: str = "wrk"
 
-    def run(self, url: str, token: str | None, seconds: float) -> Load:
+    def run(
+        self,
+        url: str,
+        token: str | None,
+        seconds: float,
+        if_none_match: str | None = None,
+    ) -> Load:
         argv = [
             "wrk",
             "--threads=1",
@@ -95,7 +107,7 @@ class Wrk:
             f"--script={WRK_SCRIPT}",
             url,
         ]
-        env = {**os.environ, "WRK_TOKEN": token or ""}
+        env = {**os.environ, "WRK_TOKEN": token or "", "WRK_IF_NONE_MATCH": if_none_match or ""}
         done = subprocess.run(
             argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=True
         )
@@ -124,8 +136,16 @@ class PythonClient:
     interval: float = 0.0
     name: str = "python"
 
-    def run(self, url: str, token: str | None, seconds: float) -> Load:
+    def run(
+        self,
+        url: str,
+        token: str | None,
+        seconds: float,
+        if_none_match: str | None = None,
+    ) -> Load:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if if_none_match:
+            headers["If-None-Match"] = if_none_match
         deadline = time.monotonic() + seconds
         tallies = [_Tally() for _ in range(self.connections)]
         threads = [

@@ -13,52 +13,27 @@ from multiprocessing.synchronize import Event
 from typing import Any
 
 import redis
-import requests
 
+from oppscan.client import Client, OppscanError
 from oppscan.storage import Keys
 
 API = "/api/v1"
 TERMINAL = frozenset({"complete", "failed", "cancelled"})
 
 
-class Api:
-    """One user's view of one server."""
+def client(base_url: str, token: str) -> Client:
+    """One user's client of one server (`oppscan.client`)."""
+    return Client(base_url, token)
 
-    def __init__(self, base_url: str, token: str) -> None:
-        self.base_url = base_url
-        self._session = requests.Session()
-        self._session.headers["Authorization"] = f"Bearer {token}"
 
-    def discover(self, **body: Any) -> str:
-        url = f"{self.base_url}{API}/opportunities/discover"
-        response = self._session.post(url, json={"timeframe": "1h", **body}, timeout=10)
-        response.raise_for_status()
-        return str(response.json()["scan_id"])
+def start_scan(api: Client, **body: Any) -> str:
+    """A new scan's id; timeframe 1h unless `body` says otherwise."""
+    return api.discover(**{"timeframe": "1h", **body}).scan_id
 
-    def status(self, scan_id: str) -> dict[str, Any]:
-        url = f"{self.base_url}{API}/opportunities/status/{scan_id}"
-        response = self._session.get(url, timeout=10)
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
-        return body
 
-    def symbols(self) -> list[str]:
-        response = self._session.get(f"{self.base_url}{API}/symbols", timeout=10)
-        response.raise_for_status()
-        return [str(s) for s in response.json()["symbols"]]
-
-    def wait(self, scan_id: str, poll: float = 0.02, timeout: float = 60.0) -> str:
-        """Poll until the scan is finished; its final status."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = str(self.status(scan_id)["status"])
-            if status in TERMINAL:
-                return status
-            time.sleep(poll)
-        raise TimeoutError(f"{scan_id} not finished within {timeout}s")
-
-    def close(self) -> None:
-        self._session.close()
+def wait(api: Client, scan_id: str, poll: float = 0.02, timeout: float = 60.0) -> str:
+    """Poll until the scan is finished; its final status."""
+    return api.scan(scan_id).wait(interval=poll, timeout=timeout).status
 
 
 def status_path(scan_id: str) -> str:
@@ -157,7 +132,6 @@ def _busy_main(spec: BusySpec, ready: Event, sampling: Event, halt: Event, out: 
 class _Pool:
     def __init__(self, spec: BusySpec) -> None:
         self._spec = spec
-        self._session = requests.Session()
         self._redis = redis.Redis.from_url(spec.redis_url)
         self._keys = Keys()
         self._running: dict[str, float] = {}  # scan id: when it started
@@ -174,7 +148,7 @@ class _Pool:
                     self.stats.running_samples.append(len(self._running))
                 self._top_up()
                 ready.set()
-            except (requests.RequestException, redis.RedisError):
+            except (OppscanError, redis.RedisError):
                 self.stats.errors += 1
             time.sleep(self._spec.poll)
 
@@ -182,15 +156,11 @@ class _Pool:
         while len(self._running) < self._spec.count:
             user = f"busy{self.stats.started}"
             token = self._spec.token_for(user)
-            body = {"symbols": self._fresh_symbols(), "timeframe": "1h", "force_refresh": True}
-            response = self._session.post(
-                f"{self._spec.base_url}{API}/opportunities/discover",
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=10,
-            )
-            response.raise_for_status()
-            self._running[response.json()["scan_id"]] = time.monotonic()
+            with Client(self._spec.base_url, token, retries=0) as api:
+                scan = api.discover(
+                    symbols=self._fresh_symbols(), timeframe="1h", force_refresh=True
+                )
+            self._running[scan.scan_id] = time.monotonic()
             self.stats.started += 1
 
     def _check(self) -> None:

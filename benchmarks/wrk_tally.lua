@@ -6,6 +6,12 @@ if token and token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
 end
 
+-- WRK_IF_NONE_MATCH: an entity tag to send back, for conditional (304) reads.
+local tag = os.getenv("WRK_IF_NONE_MATCH")
+if tag and tag ~= "" then
+  wrk.headers["If-None-Match"] = tag
+end
+
 local threads = {}
 
 function setup(thread)
