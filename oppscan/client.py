@@ -159,10 +159,12 @@ class Answer:
     """One HTTP answer, as the client saw it."""
 
     status: int
-    body: Any
+    body: Any  # parsed JSON; None when there was none
     etag: str | None
     retry_after: float | None
-    worker: str | None
+    worker: str | None  # X-Served-By
+    source: str | None = None  # X-Scan-Source
+    content: bytes = b""
 
 
 @dataclass
@@ -267,7 +269,7 @@ class Client:
         """
         headers = {"If-None-Match": f'"{etag}"'} if etag else {}
         for attempt in range(self.retries + 1):
-            answer = self._send(method, path, json, params, headers)
+            answer = self.send(method, path, json=json, params=params, headers=headers)
             if answer.status < 400 or answer.status == 304:
                 return answer
             if answer.status not in RETRY_STATUSES or attempt == self.retries:
@@ -275,26 +277,33 @@ class Client:
             self.sleep(min(self.max_wait, answer.retry_after or 1.0))
         raise AssertionError("unreachable")
 
-    def _send(
+    def send(
         self,
         method: str,
         path: str,
-        json: Any,
-        params: Mapping[str, Any] | None,
-        headers: Mapping[str, str],
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Answer:
+        """One request and its answer as it came, error statuses included (no retry);
+        only no answer at all raises (ServiceUnreachable). For tools that observe the
+        service (load tests, fault tests) rather than use it."""
         try:
-            response = self._http.request(method, path, json=json, params=params, headers=headers)
+            response = self._http.request(
+                method, path, json=json, params=params, headers=headers or {}
+            )
         except httpx.TransportError as exc:
             raise ServiceUnreachable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
-        body = response.json() if response.content else None
         etag = response.headers.get("ETag")
         return Answer(
             response.status_code,
-            body,
+            _json(response),
             etag.strip('"') if etag else None,
             _seconds(response.headers.get("Retry-After")),
             response.headers.get("X-Served-By"),
+            response.headers.get("X-Scan-Source"),
+            response.content,
         )
 
 
@@ -392,6 +401,17 @@ def _error(answer: Answer) -> ApiError:
     detail = str(body.get("detail", ""))
     kind = ERRORS.get(answer.status, ApiError)
     return kind(answer.status, code, detail, answer.retry_after)
+
+
+def _json(response: httpx.Response) -> Any:
+    if not response.content or not response.headers.get("content-type", "").startswith(
+        "application/json"
+    ):
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _seconds(value: str | None) -> float | None:

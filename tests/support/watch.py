@@ -10,8 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import requests
-
+from oppscan.client import Answer, Client, ServiceUnreachable
 from tests.support.server import GunicornServer
 
 
@@ -43,10 +42,8 @@ def start_scans(
     users: Sequence[str] = ("ana", "ben"),
 ) -> list[Scan]:
     """`count` distinct scans, spread over users, each answered 202."""
-    headers = {"Authorization": f"Bearer {server.token(users[0])}"}
-    symbols = requests.get(f"{server.url}/api/v1/symbols", headers=headers, timeout=10).json()[
-        "symbols"
-    ]
+    with Client(server.url, server.token(users[0])) as client:
+        symbols = client.symbols()
     scans = []
     for i in range(count):
         user = users[i % len(users)]
@@ -54,14 +51,10 @@ def start_scans(
         chosen = [
             symbols[(i * symbols_per_scan + j) % len(symbols)] for j in range(symbols_per_scan)
         ]
-        resp = requests.post(
-            f"{server.url}/api/v1/opportunities/discover",
-            json={"symbols": chosen},
-            headers={"Authorization": f"Bearer {token}", "Connection": "close"},
-            timeout=10,
-        )
-        assert resp.status_code == 202, resp.text
-        scans.append(Scan(resp.json()["scan_id"], user, token))
+        with Client(server.url, token, spread=True, retries=0) as client:
+            started = client.discover(symbols=chosen)
+        assert "scan_id" in started.first, started.first
+        scans.append(Scan(started.scan_id, user, token))
     return scans
 
 
@@ -77,6 +70,7 @@ class Watch:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _halt: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _clients: dict[tuple[str, str], Client] = field(default_factory=dict)
 
     def __enter__(self) -> Watch:
         for i in range(self.pollers):
@@ -89,6 +83,19 @@ class Watch:
         self._halt.set()
         for thread in self._threads:
             thread.join(15)
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def client(self, url: str, token: str) -> Client:
+        """A client per server and user; a new connection per request, so that
+        requests spread over the workers."""
+        with self._lock:
+            found = self._clients.get((url, token))
+            if found is None:
+                found = self._clients[(url, token)] = Client(url, token, spread=True)
+            return found
 
     def _poll(self, poller: int) -> None:
         rng = random.Random(poller)
@@ -102,18 +109,15 @@ class Watch:
 
     def get(self, poller: int, url: str, scan: Scan, kind: str) -> Observation:
         started = time.monotonic()
+        path = f"/api/v1/opportunities/{kind}/{scan.scan_id}"
         try:
-            resp = requests.get(
-                f"{url}/api/v1/opportunities/{kind}/{scan.scan_id}",
-                headers={"Authorization": f"Bearer {scan.token}", "Connection": "close"},
-                timeout=10,
-            )
-        except requests.RequestException:
+            answer = self.client(url, scan.token).send("GET", path)
+        except ServiceUnreachable:
             seen = Observation(
                 poller, scan.scan_id, kind, started, time.monotonic() - started, None
             )
         else:
-            seen = _observed(poller, scan, kind, started, resp)
+            seen = _observed(poller, scan, kind, started, answer)
         with self._lock:
             self.observations.append(seen)
         return seen
@@ -135,12 +139,9 @@ class Watch:
         """Each scan's results, read once from each URL; all copies must be identical."""
         bodies: dict[str, dict[str, object]] = {}
         for scan in self.scans:
+            path = f"/api/v1/opportunities/results/{scan.scan_id}"
             copies = {
-                requests.get(
-                    f"{url}/api/v1/opportunities/results/{scan.scan_id}",
-                    headers={"Authorization": f"Bearer {scan.token}", "Connection": "close"},
-                    timeout=10,
-                ).content
+                self.client(url, scan.token).send("GET", path).content
                 for url in self.urls
                 for _ in range(4)
             }
@@ -190,14 +191,10 @@ def _within(o: Observation, between: tuple[float, float] | None) -> bool:
     return between is None or between[0] <= o.started <= between[1]
 
 
-def _observed(
-    poller: int, scan: Scan, kind: str, started: float, resp: requests.Response
-) -> Observation:
+def _observed(poller: int, scan: Scan, kind: str, started: float, answer: Answer) -> Observation:
     elapsed = time.monotonic() - started
-    worker = resp.headers.get("X-Served-By", "")
-    body = (
-        resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
-    )
+    worker = answer.worker or ""
+    body = answer.body if isinstance(answer.body, dict) else {}
     progress = body.get("progress") or {}
     meta = body.get("metadata") or {}
     completed = progress.get("strategies_completed", meta.get("strategies_completed"))
@@ -208,7 +205,7 @@ def _observed(
         kind,
         started,
         elapsed,
-        resp.status_code,
+        answer.status,
         body.get("status"),
         completed,
         total,
