@@ -6,16 +6,29 @@ import collections
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import requests
+import pytest
 
+from oppscan.client import Answer, Client
 from tests.support.server import GunicornServer
 
 USERS = ("ana", "ben", "cai", "dee")
 SCANS_PER_USER = 5
 POLLERS = 16
 DEADLINE_S = 180
+SYMBOLS_PER_SCAN = 3  # 20 scans: 60 symbols, the whole synthetic universe
+
+
+@pytest.fixture
+def server(redis_url: str, tmp_path: Path) -> Iterator[GunicornServer]:
+    """4 workers; each scan's 12 series come one at a time, 100 ms each."""
+    env = {"OPPSCAN_SYNTHETIC_LATENCY_MS": "100", "OPPSCAN_FETCH_CONCURRENCY": "1"}
+    started = GunicornServer(redis_url, tmp_path, workers=4, env=env).start()
+    yield started
+    started.stop()
 
 
 @dataclass
@@ -23,6 +36,7 @@ class Scan:
     scan_id: str
     user: str
     token: str
+    client: Client  # the user's
 
 
 @dataclass
@@ -42,45 +56,37 @@ class Tally:
     )
     done: set[str] = field(default_factory=set)
 
-    def saw(self, resp: requests.Response) -> None:
+    def saw(self, answer: Answer) -> None:
         with self.lock:
             self.requests += 1
-            self.workers.add(resp.headers.get("X-Served-By", "?"))
-            self.sources[resp.headers.get("X-Scan-Source", "-")] += 1
-            if resp.status_code >= 500:
-                self.errors_5xx.append(f"{resp.status_code} {resp.text[:200]}")
+            self.workers.add(answer.worker or "?")
+            self.sources[answer.source or "-"] += 1
+            if answer.status >= 500:
+                self.errors_5xx.append(f"{answer.status} {answer.content[:200]!r}")
 
 
-def get(server: GunicornServer, scan: Scan, kind: str, tally: Tally) -> requests.Response:
-    # A new connection per request, so requests spread over the workers.
-    resp = requests.get(
-        f"{server.url}/api/v1/opportunities/{kind}/{scan.scan_id}",
-        headers={"Authorization": f"Bearer {scan.token}", "Connection": "close"},
-        timeout=10,
-    )
-    tally.saw(resp)
-    return resp
+def get(server: GunicornServer, scan: Scan, kind: str, tally: Tally) -> Answer:
+    answer = scan.client.send("GET", f"/api/v1/opportunities/{kind}/{scan.scan_id}")
+    tally.saw(answer)
+    return answer
 
 
 def start_scans(server: GunicornServer) -> list[Scan]:
-    symbols = requests.get(
-        f"{server.url}/api/v1/symbols",
-        headers={"Authorization": f"Bearer {server.token('ana')}"},
-        timeout=10,
-    ).json()["symbols"]
+    with Client(server.url, server.token("ana")) as client:
+        symbols = client.symbols()
     scans = []
     for u, user in enumerate(USERS):
         token = server.token(user)
         for i in range(SCANS_PER_USER):
-            chosen = symbols[(u * SCANS_PER_USER + i) % len(symbols) :][:12] or symbols[:12]
-            resp = requests.post(
-                f"{server.url}/api/v1/opportunities/discover",
-                json={"symbols": chosen, "timeframe": "1h"},
-                headers={"Authorization": f"Bearer {token}", "Connection": "close"},
-                timeout=10,
-            )
-            assert 202 == resp.status_code, resp.text
-            scans.append(Scan(resp.json()["scan_id"], user, token))
+            # Symbols of its own: no scan gets its series from another's fetch, so
+            # each runs for seconds and its owner is polled while it runs.
+            first = (u * SCANS_PER_USER + i) * SYMBOLS_PER_SCAN
+            chosen = symbols[first : first + SYMBOLS_PER_SCAN]
+            # A new connection per request, so requests spread over the workers.
+            client = Client(server.url, token, spread=True, retries=0)
+            scan = client.discover(symbols=chosen, timeframe="1h")
+            assert "scanning" == scan.first["status"], scan.first
+            scans.append(Scan(scan.scan_id, user, token, client))
     return scans
 
 
@@ -92,13 +98,13 @@ def poll(server: GunicornServer, scans: list[Scan], tally: Tally, seed: int) -> 
     deadline = time.monotonic() + DEADLINE_S
     while pending and time.monotonic() < deadline:
         for scan in list(pending):
-            resp = get(server, scan, "status", tally)
-            if resp.status_code == 404:
+            answer = get(server, scan, "status", tally)
+            if answer.status == 404:
                 tally.live_404s.append(scan.scan_id)
                 continue
-            if resp.status_code != 200:
+            if answer.status != 200:
                 continue
-            progress = resp.json()["progress"]
+            progress = answer.body["progress"]
             done, total = progress["strategies_completed"], progress["total_strategies"]
             if total == 0:
                 tally.zero_totals.append(scan.scan_id)
@@ -107,7 +113,7 @@ def poll(server: GunicornServer, scans: list[Scan], tally: Tally, seed: int) -> 
             last[scan.scan_id] = done
             if rng.random() < 0.3:
                 get(server, scan, "results", tally)
-            if resp.json()["status"] == "complete":
+            if answer.body["status"] == "complete":
                 if done != total:
                     tally.complete_short.append(f"{scan.scan_id}: {done}/{total}")
                 check_results(server, scan, tally)
@@ -117,12 +123,12 @@ def poll(server: GunicornServer, scans: list[Scan], tally: Tally, seed: int) -> 
 
 def check_results(server: GunicornServer, scan: Scan, tally: Tally) -> None:
     """Right after a `complete`, results are 200 on the very next request, whatever worker."""
-    resp = get(server, scan, "results", tally)
-    if resp.status_code != 200 or resp.json()["status"] != "complete":
-        tally.complete_then_not_200.append(f"{scan.scan_id}: {resp.status_code}")
+    answer = get(server, scan, "results", tally)
+    if answer.status != 200 or answer.body["status"] != "complete":
+        tally.complete_then_not_200.append(f"{scan.scan_id}: {answer.status}")
         return
     with tally.lock:
-        tally.bodies[scan.scan_id][resp.headers["X-Served-By"]] = resp.content
+        tally.bodies[scan.scan_id][answer.worker or "?"] = answer.content
         tally.done.add(scan.scan_id)
 
 
