@@ -1,5 +1,8 @@
 """HTTP for the load test: a new connection per request, so requests spread over workers.
 
+Requests go through `oppscan.client` (`Client.send`): the load test observes
+every answer, errors included, and times it.
+
 A pooled keep-alive connection would stay on the worker that accepted it; a fresh
 connection lets the kernel hand each request to whichever worker accepts first,
 as requests from many clients behind a load balancer would arrive.
@@ -7,15 +10,16 @@ as requests from many clients behind a load balancer would arrive.
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import json
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from oppscan.client import Client, ServiceUnreachable
 from oppscan.loadtest.stats import TRANSPORT_ERROR
 
 
@@ -88,53 +92,46 @@ class Http(Protocol):
     def post_json(self, path: str, token: str, body: Any) -> Reply: ...
 
 
-@dataclass(frozen=True)
 class HttpClient:
-    target: Target
-    timeout_s: float = 10.0
+    """The load test's requests through `oppscan.client`: one client per user, each
+    request on a new connection (`spread`), every answer kept as it came."""
+
+    def __init__(self, target: Target, timeout_s: float = 10.0) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._clients: dict[str | None, Client] = {}
 
     def get(self, path: str, token: str | None = None) -> Reply:
         return self._send("GET", path, token, None)
 
     def post_json(self, path: str, token: str, body: Any) -> Reply:
-        return self._send("POST", path, token, json.dumps(body).encode())
+        return self._send("POST", path, token, body)
 
-    def _send(self, method: str, path: str, token: str | None, body: bytes | None) -> Reply:
-        headers = {"Connection": "close", "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def _client(self, token: str | None) -> Client:
+        with self._lock:
+            found = self._clients.get(token)
+            if found is None:
+                found = Client(self.target.url, token, self.timeout_s, spread=True)
+                self._clients[token] = found
+            return found
+
+    def _send(self, method: str, path: str, token: str | None, body: Any) -> Reply:
         started = time.perf_counter()
-        connection = self._connection()
         try:
-            connection.request(method, self.target.base_path + path, body, headers)
-            response = connection.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
+            answer = self._client(token).send(method, path, json=body)
+        except ServiceUnreachable:
             return Reply(TRANSPORT_ERROR, b"", time.perf_counter() - started)
-        finally:
-            connection.close()
         return Reply(
-            response.status,
-            data,
+            answer.status,
+            answer.content,
             time.perf_counter() - started,
-            response.getheader("X-Served-By"),
-            _seconds(response.getheader("Retry-After")),
+            answer.worker,
+            answer.retry_after,
         )
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self.target.scheme == "https":
-            return http.client.HTTPSConnection(
-                self.target.host, self.target.port, timeout=self.timeout_s
-            )
-        return http.client.HTTPConnection(
-            self.target.host, self.target.port, timeout=self.timeout_s
-        )
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
