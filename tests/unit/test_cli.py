@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import subprocess
 import sys
@@ -40,6 +41,18 @@ def test_token_command_prints_a_token_for_the_user(monkeypatch: pytest.MonkeyPat
         printed.getvalue().strip(), "cli-secret-0123456789abcdefghijklmnop", algorithms=["HS256"]
     )
     assert "zoe" == claims["sub"]
+
+
+def test_version_prints_the_installed_version_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    """`oppscan --version` prints `oppscan X.Y.Z` from the installed metadata, on stdout."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    out, err = capsys.readouterr()
+    assert (0, f"oppscan {importlib.metadata.version('oppscan')}\n", "") == (
+        exited.value.code,
+        out,
+        err,
+    )
 
 
 def test_a_token_minted_in_any_directory_is_accepted_by_the_server(
