@@ -25,7 +25,12 @@ MAX_USER_LENGTH = 128
 
 
 class InvalidToken(Exception):
-    """The token is missing, malformed, expired or signed with another key."""
+    """The token is malformed, signed with no key of ours, or its claims are refused;
+    the message says which, in words a client may be shown."""
+
+
+class TokenExpired(InvalidToken):
+    """The token was good, but its `exp` (plus the allowed skew) has passed."""
 
 
 def issue_token(
@@ -99,7 +104,7 @@ class TokenVerifier:
     def user_of(self, token: str) -> str:
         user, expires = self._remembered(token)
         if expires + self.leeway <= time.time():
-            raise InvalidToken("ExpiredSignatureError")
+            raise TokenExpired("token expired")
         return user
 
     def _verify(self, token: str) -> tuple[str, float]:
@@ -116,8 +121,10 @@ class TokenVerifier:
                 )
             except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
                 continue  # maybe another key (rotation), or a key of another kind
+            except jwt.ExpiredSignatureError:
+                raise TokenExpired("token expired") from None
             except jwt.PyJWTError as exc:
-                raise InvalidToken(type(exc).__name__) from None
+                raise InvalidToken(str(exc) or type(exc).__name__) from None
             return _user(claims.get("sub")), float(claims["exp"])
         raise InvalidToken("no key verifies the signature")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oppscan", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the API under gunicorn")
     serve.add_argument("--bind", help="address to listen on (default 127.0.0.1:8000)")
@@ -39,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=86400, help="seconds until it expires")
     loadtest.add_arguments(commands.add_parser("loadtest", help="measure throughput and latency"))
     return parser
+
+
+def installed_version() -> str:
+    """The version pip installed (its metadata), or `unknown` in a checkout never installed."""
+    try:
+        return importlib.metadata.version("oppscan")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 # before the metrics folder is exported (it picks its mode on import).
 from oppscan.processes import children
 from oppscan.settings import Settings, export_metrics_dir, export_redis_url
-from oppscan.startup import DataDirLock, StartError, check
+from oppscan.startup import DataDirLock, StartError, check, ready_text
 
 _settings = Settings.from_env()
 _metrics_dir = _settings.metrics_dir or _settings.data_dir.resolve() / "metrics"
@@ -77,13 +77,9 @@ def _fresh_metrics_dir() -> None:
 
 
 def when_ready(server: Any) -> None:
-    from oppscan.auth import settings_token
-
-    host = _settings.bind if "://" not in _settings.bind else _settings.bind.split("://", 1)[1]
-    token = settings_token(_settings, "demo")
-    print(
-        f"oppscan ready at http://{host}\ndemo bearer token: {token}", file=sys.stderr, flush=True
-    )
+    """The URL, data dir, secret and demo token go to stdout, for the user (and for
+    `| grep`); the log stream (stderr) never holds a token."""
+    print(ready_text(_settings), file=sys.stdout, flush=True)
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -16,12 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 PREFIX = "OPPSCAN_"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the name prometheus_client reads
+SECRET_FILE = "secret"  # noqa: S105 - a file name in the data dir, not a secret
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value oppscan cannot use."""
+
+
+def default_data_dir() -> Path:
+    """The user's data directory (`~/.local/share/oppscan` on Linux, or under
+    `XDG_DATA_HOME`): the same from any working directory, so `oppscan token`
+    run anywhere signs with the secret of the `oppscan serve` of the same user."""
+    return platformdirs.user_data_path("oppscan")
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class Settings:
     strategy_threads: int = 4
     strategy_processes: int = 0  # > 0: strategies run in this many child processes
     strategy_timeout: float = 120.0  # seconds a strategy may run before it is recorded `error`
-    data_dir: Path = Path(".oppscan")
+    data_dir: Path = field(default_factory=default_data_dir)
     market: str = "synthetic"
     synthetic_latency_ms: float = 0.0
     symbols: tuple[str, ...] = ()  # ccxt: the symbols to scan; empty: the top `universe_size`
@@ -94,7 +104,7 @@ class Settings:
             strategy_threads=get.integer("STRATEGY_THREADS", cls.strategy_threads),
             strategy_processes=get.integer("STRATEGY_PROCESSES", cls.strategy_processes, minimum=0),
             strategy_timeout=get.number("STRATEGY_TIMEOUT", cls.strategy_timeout),
-            data_dir=Path(get.text("DATA_DIR") or cls.data_dir),
+            data_dir=Path(get.text("DATA_DIR") or default_data_dir()),
             market=get.text("MARKET") or cls.market,
             synthetic_latency_ms=get.number("SYNTHETIC_LATENCY_MS", 0.0, minimum=0.0),
             symbols=_words(get.text("SYMBOLS") or "", upper=False),
@@ -132,6 +142,22 @@ class Settings:
         """The signing secret: the first of `OPPSCAN_SECRET`, or one kept in the data dir."""
         configured = self.secrets()
         return configured[0] if configured else _data_dir_secret(self.data_dir)
+
+    @property
+    def secret_file(self) -> Path:
+        """Where the generated secret is kept when `OPPSCAN_SECRET` is unset."""
+        return self.data_dir / SECRET_FILE
+
+    def available_secret(self) -> str | None:
+        """The signing secret if one exists already (configured, or in the data dir);
+        unlike `resolved_secret`, never creates one."""
+        configured = self.secrets()
+        if configured:
+            return configured[0]
+        try:
+            return self.secret_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
 
 def export_metrics_dir(path: Path) -> None:
@@ -207,7 +233,7 @@ def _path(value: str | None) -> Path | None:
 
 
 def _data_dir_secret(data_dir: Path) -> str:
-    path = data_dir / "secret"
+    path = data_dir / SECRET_FILE
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -4,7 +4,8 @@ Whatever can be known wrong before the first worker boots is found here, so
 a bad configuration is one line and a non-zero exit rather than a traceback
 from every worker after "ready". Nothing here talks to Redis: connections
 are made after fork, and a Redis that does not answer yet is no reason not
-to start (it may come up later; `/readyz` says 503 until it does).
+to start (it may come up later; `/readyz` says 503 until it does). Once it
+listens, the master tells the user where, and with which token (`ready_text`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
+from oppscan.auth import HMAC_ALGORITHMS, settings_token
 from oppscan.market import MarketDataError, load_market
 from oppscan.settings import PREFIX, Settings
 
@@ -71,6 +73,24 @@ def check_port(host: str, port: int) -> None:
         except OSError as exc:
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             raise StartError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+def ready_text(settings: Settings) -> str:
+    """What `oppscan serve` prints on stdout once it listens (its log is stderr): the
+    URL, where its data and token secret live, and a token for the user `demo`."""
+    host = settings.bind.split("://", 1)[-1]
+    lines = [f"oppscan ready at http://{host}", f"data:   {settings.data_dir.resolve()}"]
+    return "\n".join(lines + _token_lines(settings))
+
+
+def _token_lines(settings: Settings) -> list[str]:
+    if not HMAC_ALGORITHMS.intersection(settings.jwt_algorithms):
+        algorithms = ",".join(settings.jwt_algorithms)
+        return [f"tokens: {algorithms}, from the identity provider (no demo token)"]
+    token = settings_token(settings, "demo")  # creates the data dir's secret if need be
+    if settings.secrets():
+        return [f"secret: {PREFIX}SECRET (the environment)", f"demo bearer token: {token}"]
+    return [f"secret: {settings.secret_file.resolve()}", f"demo bearer token: {token}"]
 
 
 class DataDirLock:

@@ -20,6 +20,18 @@ def _stop_actors() -> Iterator[None]:
     pykka.ActorRegistry.stop_all()
 
 
+@pytest.fixture(autouse=True)
+def _no_real_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads or writes the user's real data dir: OPPSCAN_DATA_DIR and the
+    platform's default (platformdirs, under XDG_DATA_HOME) both point into a
+    temporary folder of the test's own."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
+    monkeypatch.setenv("OPPSCAN_DATA_DIR", str(home / "oppscan-data"))
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     """A real redis-server on a free loopback port, for the whole session."""

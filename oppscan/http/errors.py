@@ -7,10 +7,12 @@ client: anything unexpected is logged here and answered `500`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import falcon
 
+from oppscan.auth import InvalidToken, TokenExpired
 from oppscan.logs import get_logger
 from oppscan.market import MarketDataError
 from oppscan.service import (
@@ -53,7 +55,21 @@ def bad_request(code: str, detail: str) -> ApiError:
 
 
 def unauthorized(detail: str) -> ApiError:
+    """No bearer token at all: the bare challenge, no error code (RFC 6750, section 3.1)."""
     return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+# What an RFC 6750 error_description may hold: printable ASCII but `"` and `\`.
+NOT_IN_DESCRIPTION = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _invalid_token(req: falcon.Request, resp: falcon.Response, exc: Exception, _: Any) -> None:
+    """A token was sent and refused: say whether it expired or why it is invalid."""
+    assert isinstance(exc, InvalidToken)
+    reason = "token expired" if isinstance(exc, TokenExpired) else f"token invalid: {exc}"
+    detail = NOT_IN_DESCRIPTION.sub("?", reason.replace('"', "'"))
+    challenge = f'Bearer error="invalid_token", error_description="{detail}"'
+    raise ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
 def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -131,4 +147,5 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(MarketDataError, _market_unavailable)
     app.add_error_handler(TooManyActiveScans, _too_many)
     app.add_error_handler(RateLimited, _rate_limited)
+    app.add_error_handler(InvalidToken, _invalid_token)
     app.set_error_serializer(serialize_error)

@@ -67,6 +67,7 @@ def _header(description: str, schema: Schema) -> Schema:
     return {"description": description, "required": True, "schema": schema}
 
 
+BEARER_CHALLENGE = r'^Bearer( error="invalid_token", error_description="[ !#-\[\]-~]*")?$'
 HEADERS: dict[str, Schema] = {
     "X-Served-By": _header("The worker that answered, `host:pid`", WORKER),
     "X-Request-ID": _header(
@@ -78,7 +79,11 @@ HEADERS: dict[str, Schema] = {
         {"type": "string", "enum": ["actor", "cache", "store"]},
     ),
     "Retry-After": _header("Seconds to wait before retrying", {"type": "integer", "minimum": 0}),
-    "WWW-Authenticate": _header("The scheme to authenticate with", {"const": "Bearer"}),
+    "WWW-Authenticate": _header(
+        '`Bearer` when no token was sent; with `error="invalid_token"` and why (expired, '
+        "or what is invalid) when the token was refused (RFC 6750)",
+        {"type": "string", "pattern": BEARER_CHALLENGE},
+    ),
     "Location": _header("The scan's status URL", _scan_url("status")),
     "ETag": _header(
         "The body's entity tag: every worker gives the same one for the same state",
@@ -325,7 +330,8 @@ def _schemas(strategies: Sequence[str] | None, symbols: Sequence[str] | None) ->
 
 RESPONSES: dict[str, Schema] = {
     "Unauthorized": _error(
-        "No bearer token, or an invalid or expired one",
+        "No bearer token, or an invalid or expired one (`detail`: `token expired` or "
+        "`token invalid: why`)",
         "unauthorized",
         headers=["WWW-Authenticate"],
     ),

@@ -26,7 +26,7 @@ from oppscan.loadtest.stats import (
 )
 
 
-def run(options: Options, console: Console | None = None) -> int:
+def run(options: Options, console: Console | None = None, errors: Console | None = None) -> int:
     """Run the load test the options describe; the exit status.
 
     The runner (which starts servers and so loads the storage and metrics
@@ -36,7 +36,7 @@ def run(options: Options, console: Console | None = None) -> int:
     """
     from oppscan.loadtest.command import run as run_command
 
-    return run_command(options, console)
+    return run_command(options, console, errors)
 
 
 __all__ = [

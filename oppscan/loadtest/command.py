@@ -7,7 +7,7 @@ import importlib.util
 import json
 import secrets
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from oppscan.auth import settings_token
 from oppscan.loadtest.chart import chartable, draw_chart
-from oppscan.loadtest.client import HttpClient, Target
+from oppscan.loadtest.client import Http, HttpClient, Target
 from oppscan.loadtest.options import Options
 from oppscan.loadtest.recommend import recommend
 from oppscan.loadtest.report import (
     comparison_table,
     configuration_label,
     configuration_table,
+    no_scan_failure,
+    rate_limit_warning,
     recommendation_text,
     report_document,
 )
@@ -34,23 +36,51 @@ from oppscan.settings import Settings
 from oppscan.storage import EmbeddedRedis
 
 CONNECTIONS = "a new connection per request (spreads requests over workers)"
+HttpFactory = Callable[[Target], Http]
 
 
 class LoadTestError(Exception):
     """The load test cannot run as asked."""
 
 
-def run(options: Options, console: Console | None = None) -> int:
-    """Run every configuration, then print, write and chart the report; the exit status."""
+def run(
+    options: Options,
+    console: Console | None = None,
+    errors: Console | None = None,
+    http: HttpFactory = HttpClient,
+) -> int:
+    """Run every configuration, then print, write and chart the report; the exit status.
+
+    The report goes to `console` (stdout), warnings and failures to `errors` (stderr).
+    Against `--url`, a run in which no scan completed fails (status 1).
+    """
     console = console or Console()
+    errors = errors or Console(stderr=True)
     if options.chart is not None and importlib.util.find_spec("matplotlib") is None:
-        console.print("[bold red]loadtest failed:[/] --chart needs matplotlib")
+        errors.print("[bold red]loadtest failed:[/] --chart needs matplotlib", soft_wrap=True)
         return 1
     try:
-        runs = measure(options, console)
+        runs = measure(options, console, http)
     except (LoadTestError, RuntimeError) as exc:
-        console.print(f"[bold red]loadtest failed:[/] {exc}")
+        errors.print(f"[bold red]loadtest failed:[/] {exc}", soft_wrap=True)
         return 1
+    _report(options, runs, console)
+    return _verdict(options, runs, errors)
+
+
+def _verdict(options: Options, runs: Sequence[Summary], errors: Console) -> int:
+    """Warn of runs the rate limits held back; fail when a run against --url completed
+    no scan."""
+    shared = shares_token(options)
+    for warning in filter(None, (rate_limit_warning(s, shared) for s in runs)):
+        errors.print(f"[bold yellow]warning:[/] {warning}", soft_wrap=True)
+    failures = [f for f in map(no_scan_failure, runs) if f] if options.url else []
+    for failure in failures:
+        errors.print(f"[bold red]loadtest failed:[/] {failure}", soft_wrap=True)
+    return 1 if failures else 0
+
+
+def _report(options: Options, runs: Sequence[Summary], console: Console) -> None:
     summaries = median_runs(runs)
     recommendation = recommend(summaries)
     if len(runs) > 1:
@@ -63,14 +93,15 @@ def run(options: Options, console: Console | None = None) -> int:
         options.out.write_text(json.dumps(document, indent=2) + "\n")
     if options.chart is not None:
         _chart(summaries, options.chart, console)
-    return 0
 
 
-def measure(options: Options, console: Console) -> list[Summary]:
+def measure(options: Options, console: Console, http: HttpFactory = HttpClient) -> list[Summary]:
     """Every run of every configuration, in the order run."""
     if options.url is not None:
         url = options.url
-        return [_measure_url(options, url, _note(options, r), console) for r in _rounds(options)]
+        return [
+            _measure_url(options, url, _note(options, r), console, http) for r in _rounds(options)
+        ]
     return _measure_started(options, console)
 
 
@@ -90,7 +121,13 @@ def scenario(options: Options) -> dict[str, Any]:
         "max_requests": plan.max_requests,
         "repeat": options.repeat,
         "connections": CONNECTIONS,
+        "tokens": "the --token, for every user" if shares_token(options) else "one per user",
     }
+
+
+def shares_token(options: Options) -> bool:
+    """True when every simulated user sends the one `--token` (so one user's limits)."""
+    return bool(options.url and options.token)
 
 
 def user_tokens(secret: str, users: int, ttl_s: int) -> list[str]:
@@ -100,16 +137,32 @@ def user_tokens(secret: str, users: int, ttl_s: int) -> list[str]:
     return [settings_token(settings, f"loadtest-{i}", ttl_s, secret) for i in range(users)]
 
 
-def _measure_url(options: Options, url: str, note: str, console: Console) -> Summary:
+def url_tokens(options: Options) -> list[str]:
+    """Tokens for `--url`: the `--token` given, for every user; else one per user signed
+    with the secret at hand (`OPPSCAN_SECRET`, or the data dir's, which is the server's
+    when the same user runs it). Never a new secret: the server would refuse its tokens."""
+    if options.token:
+        return [options.token]
+    secret = Settings.from_env().available_secret()
+    if secret is None:
+        raise LoadTestError(
+            "no token: pass --token, or set OPPSCAN_SECRET (or OPPSCAN_DATA_DIR) to the "
+            "server's, to sign one per user"
+        )
+    return user_tokens(secret, options.plan.users, _ttl(options.plan))
+
+
+def _measure_url(
+    options: Options, url: str, note: str, console: Console, http: HttpFactory
+) -> Summary:
     target = Target.parse(url)
     if not options.allow_remote and not target.is_loopback():
         raise LoadTestError(
             f"{target.host} is not on this machine's loopback; "
             "pass --allow-remote to load a remote service"
         )
-    tokens = [options.token] if options.token else _tokens_from_settings(options.plan)
-    client = HttpClient(target)
-    return _measure_one(client, tokens, Config(target.url), options.plan, note, console)
+    tokens = url_tokens(options)
+    return _measure_one(http(target), tokens, Config(target.url), options.plan, note, console)
 
 
 def _measure_started(options: Options, console: Console) -> list[Summary]:
@@ -163,7 +216,7 @@ def _measure_workers(
 
 
 def _measure_one(
-    client: HttpClient,
+    client: Http,
     tokens: Sequence[str],
     config: Config,
     plan: Plan,
@@ -203,7 +256,7 @@ def _note(options: Options, round_: int) -> str:
     return f" (run {round_} of {options.repeat})" if options.repeat > 1 else ""
 
 
-def _symbols(client: HttpClient, token: str) -> list[str]:
+def _symbols(client: Http, token: str) -> list[str]:
     reply = client.get(f"{API}/symbols", token)
     if reply.status != 200:
         raise LoadTestError(f"GET {API}/symbols answered {reply.status or 'nothing'}")
@@ -211,10 +264,6 @@ def _symbols(client: HttpClient, token: str) -> list[str]:
     if not isinstance(symbols, list) or not symbols:
         raise LoadTestError(f"GET {API}/symbols listed no symbols")
     return [str(s) for s in symbols]
-
-
-def _tokens_from_settings(plan: Plan) -> list[str]:
-    return user_tokens(Settings.from_env().resolved_secret(), plan.users, _ttl(plan))
 
 
 def _ttl(plan: Plan) -> int:

@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--url", help="a running service; without it, servers are started here")
     target.add_argument(
         "--token",
-        help="bearer token for --url; when omitted, one per user signed with the configured secret",
+        help="bearer token for --url, sent by every user; when omitted, one per user signed "
+        "with the secret at hand (OPPSCAN_SECRET, or the data dir's)",
     )
     target.add_argument(
         "--allow-remote",

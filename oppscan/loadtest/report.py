@@ -74,6 +74,38 @@ def recommendation_text(recommendation: Recommendation) -> str:
     return f"Recommended: {recommendation.reason}"
 
 
+def rate_limit_warning(summary: Summary, shared_token: bool) -> str | None:
+    """When most discover requests were answered 429: why, and what to do about it."""
+    if not summary.mostly_rate_limited:
+        return None
+    share = (
+        f"{summary.label}: {summary.rate_limited} of {summary.discovers} "
+        "discover requests were answered 429"
+    )
+    if shared_token:
+        return (
+            f"{share}; every simulated user sends the one --token, so they share one user's "
+            "limits: leave --token out where the server's secret is at hand (OPPSCAN_SECRET, "
+            "or the data dir of the user running the server) to sign a token per user"
+        )
+    return (
+        f"{share}; the server's per-user limits (OPPSCAN_DISCOVER_RATE_PER_MINUTE, "
+        "OPPSCAN_MAX_ACTIVE_SCANS_PER_USER) set the pace, not its capacity"
+    )
+
+
+def no_scan_failure(summary: Summary) -> str | None:
+    """When a run completed no scan (its figures measure nothing a client wants): which
+    run, and the error answered most."""
+    if summary.scans_completed > 0:
+        return None
+    text = f"{summary.label}: no scan completed in {summary.duration_s:.1f} s"
+    if summary.error_codes:
+        code, count = summary.error_codes[0]
+        text += f"; most frequent error: {code} ({count} times)"
+    return text
+
+
 def report_document(
     scenario: Mapping[str, Any],
     summaries: Sequence[Summary],

@@ -125,12 +125,17 @@ class Tally:
     completed: int = 0
     failed: int = 0
     seconds: list[float] = field(default_factory=list)
+    discovers: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, reply: Reply) -> None:
         with self._lock:
             sample = Sample(reply.status, reply.latency_s, reply.worker, reply.error_code())
             self.samples.append(sample)
+
+    def discover_sent(self) -> None:
+        with self._lock:
+            self.discovers += 1
 
     def scan_started(self) -> None:
         with self._lock:
@@ -156,7 +161,8 @@ class Tally:
 
     def counts(self) -> ScanCounts:
         with self._lock:
-            return ScanCounts(self.started, self.completed, self.failed, tuple(self.seconds))
+            seconds = tuple(self.seconds)
+            return ScanCounts(self.started, self.completed, self.failed, seconds, self.discovers)
 
 
 @dataclass
@@ -203,6 +209,7 @@ def user(run: Run, index: int, token: str, universe: Sequence[str]) -> None:
         )
         if reply is None:
             return
+        run.tally.discover_sent()
         if reply.status != 202:
             run.back_off(reply)
             continue

@@ -58,11 +58,18 @@ class Summary:
     workers_seen: int
     client_cpu_percent: float = 0.0  # of one core; near 100 means the client was the limit
     error_codes: tuple[tuple[str, int], ...] = ()  # most frequent first
+    discovers: int = 0  # discover requests sent, whatever became of them
 
     @property
     def failures(self) -> int:
         """Requests no client should see under load: 404, 5xx (503 included), no answer."""
         return self.not_found + self.server_errors + self.unavailable + self.transport_errors
+
+    @property
+    def mostly_rate_limited(self) -> bool:
+        """More than half of the discover requests were answered 429 (only discover is):
+        the server's per-user limits set the pace, not its capacity."""
+        return 2 * self.rate_limited > self.discovers > 0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -91,6 +98,7 @@ class ScanCounts:
     completed: int = 0
     failed: int = 0
     seconds: tuple[float, ...] = ()
+    discovers: int = 0  # discover requests sent, started or not
 
 
 def summarize(
@@ -125,6 +133,7 @@ def summarize(
         workers_seen=len(_workers(samples)),
         client_cpu_percent=round(100.0 * client_cpu_s / elapsed_s, 1) if elapsed_s > 0 else 0.0,
         error_codes=error_codes(samples),
+        discovers=scans.discovers,
     )
 
 

@@ -88,11 +88,11 @@ class EmbeddedRedis:
         listen = (
             f"port {self.port}\nbind 127.0.0.1\n"
             if self.port is not None
-            else f"port 0\nunixsocket {self._socket_path}\nunixsocketperm 700\n"
+            else f"port 0\nunixsocket {_quoted(self._socket_path)}\nunixsocketperm 700\n"
         )
         return (
             listen
-            + f"dir {self.directory.resolve()}\n"
+            + f"dir {_quoted(self.directory.resolve())}\n"
             + f"appendonly yes\nappendfsync {self.fsync}\n"
             + 'save ""\ndaemonize no\nprotected-mode yes\nloglevel warning\n'
         )
@@ -112,3 +112,8 @@ class EmbeddedRedis:
             client.close()
         self.stop()
         raise RuntimeError(f"redis-server did not answer within {timeout}s")
+
+
+def _quoted(path: Path) -> str:
+    """A path as redis.conf reads one that has spaces (a macOS data dir does)."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'

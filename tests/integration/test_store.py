@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from oppscan.model import ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
+from oppscan.processes import free_port
 from oppscan.storage import EmbeddedRedis, Keys, NewScan, Recorded, ScanStore, Written, open_store
 
 LEASE_MS = 60_000
@@ -228,6 +229,18 @@ def test_embedded_redis_keeps_its_data_across_a_restart(tmp_path: Path) -> None:
         assert b"yes" == redis.Redis.from_url(server.url).get("kept")
     finally:
         server.stop()
+
+
+def test_embedded_redis_runs_in_a_directory_with_spaces_and_quotes(tmp_path: Path) -> None:
+    """A data dir such as macOS's `Application Support` works, on a port and on a socket."""
+    for port in (free_port(), None):
+        server = EmbeddedRedis(tmp_path / f'Application Support "{port}"', port=port).start()
+        try:
+            assert True is redis.Redis.from_url(server.url).ping()
+        finally:
+            server.stop()
+        written = {p.name for p in (tmp_path / f'Application Support "{port}"').iterdir()}
+        assert written & {"appendonly.aof", "appendonlydir"}  # its data went where it was told
 
 
 def test_the_users_index_expires_with_the_last_of_their_scans(

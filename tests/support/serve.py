@@ -24,7 +24,8 @@ SECRET = "serve-secret-0123456789abcdef0123456789"
 @dataclass
 class Serve:
     """`oppscan serve` on a free port with its data under `directory` (embedded Redis
-    unless `env` names one); its output goes to `log_path`."""
+    unless `env` names one); its log (stderr) goes to `log_path`, what it prints for
+    the user (stdout) to `out_path`."""
 
     directory: Path
     env: dict[str, str] = field(default_factory=dict)
@@ -44,6 +45,10 @@ class Serve:
     def log_path(self) -> Path:
         return self.directory / "serve.log"
 
+    @property
+    def out_path(self) -> Path:
+        return self.directory / "serve.out"
+
     def start(self) -> Serve:
         """Start it; returns at once (see `wait_ready`)."""
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -55,13 +60,13 @@ class Serve:
             **self.env,
         }
         env.pop("REDIS_URL", None)
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, self.out_path.open("ab") as out:
             self.process = subprocess.Popen(
                 [*SERVE, "--bind", f"127.0.0.1:{self.port}"],
                 env=env,
                 cwd=self.directory,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=out,
+                stderr=log,
                 start_new_session=True,
             )
         return self
@@ -99,6 +104,9 @@ class Serve:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def out_text(self) -> str:
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
 
     def kill_all(self, pids: list[int]) -> None:
         """SIGKILL whatever of `pids` still runs (a test's cleanup, never its result)."""

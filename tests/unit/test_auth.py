@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from oppscan.auth import InvalidToken, TokenVerifier, VerificationKey, issue_token
+from oppscan.auth import InvalidToken, TokenExpired, TokenVerifier, VerificationKey, issue_token
 from oppscan.settings import Settings
 
 SECRET = "a-secret-of-at-least-thirty-two-bytes!"
@@ -43,7 +43,7 @@ def test_rotated_secrets_are_all_accepted() -> None:
 def test_expired_token_is_refused() -> None:
     """A token past its `exp` (beyond the allowed skew) is refused."""
     token = jwt.encode(claims(exp=int(time.time()) - 120), SECRET, algorithm="HS256")
-    with pytest.raises(InvalidToken):
+    with pytest.raises(TokenExpired, match="token expired"):
         TokenVerifier.hmac([SECRET]).user_of(token)
 
 
@@ -63,8 +63,29 @@ def test_a_remembered_token_is_refused_once_it_expires(monkeypatch: pytest.Monke
     assert 1 == len(decoded)
     later = time.time() + 61
     monkeypatch.setattr(time, "time", lambda: later)
-    with pytest.raises(InvalidToken):
+    with pytest.raises(TokenExpired, match="token expired"):
         verifier.user_of(token)
+
+
+def test_a_refusal_other_than_expiry_says_what_is_wrong() -> None:
+    """Only an expired token is TokenExpired; any other refusal is an InvalidToken whose
+    message says what is wrong with it."""
+    verifier = TokenVerifier.hmac([SECRET])
+    refusals = []
+    for token in (
+        "nonsense",
+        issue_token(OTHER, "alice"),
+        jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"),
+    ):
+        with pytest.raises(InvalidToken) as raised:
+            verifier.user_of(token)
+        refusals.append(raised.value)
+    assert [False] * 3 == [isinstance(r, TokenExpired) for r in refusals]
+    assert (True, "no key verifies the signature", True) == (
+        "segments" in str(refusals[0]),
+        str(refusals[1]),
+        '"exp"' in str(refusals[2]),
+    )
 
 
 def test_small_clock_skew_is_allowed() -> None:

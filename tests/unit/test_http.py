@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import falcon.testing
+import jwt
 import pytest
 
 from oppscan.actors import RegistryActor, RegistryView, ScanDeps
@@ -16,7 +19,7 @@ from oppscan.actors.proxies import registry_proxy
 from oppscan.actors.scan import Registrar
 from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
-from oppscan.http.openapi import openapi_document
+from oppscan.http.openapi import BEARER_CHALLENGE, openapi_document
 from oppscan.http.resources import ApiDeps
 from oppscan.market import MarketDataError
 from oppscan.runtime import Runtime
@@ -156,18 +159,61 @@ def test_non_json_body_is_415(client: falcon.testing.TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "headers", [{}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic x"}]
+    "headers", [{}, {"Authorization": "Basic x"}, {"Authorization": "Bearer  "}]
 )
-def test_missing_or_bad_token_is_401(
+def test_missing_token_is_401_with_the_bare_challenge(
     client: falcon.testing.TestClient, headers: dict[str, str]
 ) -> None:
-    """Without a valid bearer token nothing but health answers."""
+    """Without a bearer token nothing but health answers: `WWW-Authenticate: Bearer`
+    with no error code (RFC 6750, section 3.1)."""
     resp = client.simulate_get(f"/api/v1/opportunities/status/{UNKNOWN}", headers=headers)
-    assert (401, "unauthorized", "Bearer") == (
+    assert (401, "unauthorized", "a bearer token is required", "Bearer") == (
         resp.status_code,
         resp.json["error"],
+        resp.json["detail"],
         resp.headers["WWW-Authenticate"],
     )
+
+
+def refused(client: falcon.testing.TestClient, token: str) -> tuple[int, str, str, str]:
+    """Status, `error`, `detail` and `WWW-Authenticate` of a request with `token`."""
+    headers = {"Authorization": f"Bearer {token}"}
+    resp = client.simulate_get("/api/v1/strategies", headers=headers)
+    challenge = resp.headers["WWW-Authenticate"]
+    assert re.match(BEARER_CHALLENGE, challenge), challenge  # as the OpenAPI document says
+    return resp.status_code, resp.json["error"], resp.json["detail"], challenge
+
+
+def test_expired_token_is_401_saying_it_expired(client: falcon.testing.TestClient) -> None:
+    """An expired token: `invalid_token`, and both the header and the body say `token expired`."""
+    expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 120}, SECRET, "HS256")
+    assert (
+        401,
+        "unauthorized",
+        "token expired",
+        'Bearer error="invalid_token", error_description="token expired"',
+    ) == refused(client, expired)
+
+
+OTHER_KEYS = issue_token("another-secret-0123456789abcdefgh", "alice")
+NO_EXP = jwt.encode({"sub": "alice"}, SECRET, "HS256")
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("nonsense", "token invalid: Not enough segments"),
+        (OTHER_KEYS, "token invalid: no key verifies the signature"),
+        (NO_EXP, "token invalid: Token is missing the 'exp' claim"),
+    ],
+)
+def test_invalid_token_is_401_saying_why(
+    client: falcon.testing.TestClient, token: str, why: str
+) -> None:
+    """A token that is not valid: `invalid_token` with the reason, in the header (its `"`
+    made `'`, as RFC 6750 requires) and in the body alike."""
+    challenge = f'Bearer error="invalid_token", error_description="{why}"'
+    assert (401, "unauthorized", why, challenge) == refused(client, token)
 
 
 def test_token_signed_with_another_key_is_401(client: falcon.testing.TestClient) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from oppscan.auth import TokenVerifier
 from oppscan.loadtest import (
     Config,
     Criteria,
@@ -35,11 +36,17 @@ from oppscan.loadtest import (
 )
 from oppscan.loadtest.chart import draw_chart
 from oppscan.loadtest.client import Reply, Target
+from oppscan.loadtest.command import run as run_command
+from oppscan.loadtest.command import url_tokens
 from oppscan.loadtest.recommend import p99_limit
+from oppscan.loadtest.report import no_scan_failure, rate_limit_warning
 from oppscan.loadtest.scenario import Board, Budget, Run, Scan, poll_once
 from oppscan.loadtest.stats import scan_seconds
+from oppscan.settings import Settings
 
 SCAN_ID = "scan_0123456789abcdef0123456789abcdef"
+SECRET = "loadtest-secret-0123456789abcdef0123456789"
+URL = "http://127.0.0.1:8123"
 
 
 def summary(workers: int, rps: float, p99: float, **figures: Any) -> Summary:
@@ -286,12 +293,12 @@ def test_options_from_flags() -> None:
     )
 
 
-def test_a_remote_url_is_refused_before_any_request() -> None:
-    """Without --allow-remote a non-loopback URL ends the run with status 1."""
-    console = Console(record=True, width=200)
+def test_a_remote_url_is_refused_before_any_request(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --allow-remote a non-loopback URL ends the run with status 1, said on stderr."""
     options = Options(Plan(1.0, 1, 1), url="http://192.0.2.1:8000", token="t")
-    assert 1 == run(options, console)
-    assert "not on this machine's loopback" in console.export_text()
+    assert 1 == run(options)
+    out, err = capsys.readouterr()
+    assert ("", True) == (out, "not on this machine's loopback" in err)
 
 
 def test_target_parse_and_loopback() -> None:
@@ -459,3 +466,127 @@ def test_when_no_fast_configuration_has_a_low_p99_the_lowest_p99_among_them_wins
     recommendation = recommend(figures)
     assert 4 == recommendation.workers
     assert "none of them kept p99 under 15.0 ms" in recommendation.reason
+
+
+# -- tokens for --url, and the verdict on a run -----------------------------------------
+
+
+def test_url_tokens_are_one_per_user_signed_with_the_configured_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With OPPSCAN_SECRET set and no --token, each simulated user gets a token of its own."""
+    monkeypatch.setenv("OPPSCAN_SECRET", SECRET)
+    tokens = url_tokens(Options(Plan(1.0, 3, 1), url=URL))
+    users = [TokenVerifier.hmac([SECRET]).user_of(t) for t in tokens]
+    assert ["loadtest-0", "loadtest-1", "loadtest-2"] == users
+
+
+def test_url_tokens_use_the_data_dirs_secret_the_server_verifies_with() -> None:
+    """Without OPPSCAN_SECRET the data dir's secret (the server's, same user) signs them."""
+    server = TokenVerifier.from_settings(Settings.from_env())  # creates the data dir's secret
+    tokens = url_tokens(Options(Plan(1.0, 2, 1), url=URL))
+    assert ["loadtest-0", "loadtest-1"] == [server.user_of(t) for t in tokens]
+
+
+def test_without_a_secret_or_a_token_the_load_test_says_so_and_creates_no_secret(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No secret at hand and no --token: status 1 and why, and no new secret in the data
+    dir (its tokens would be refused by a server that has another)."""
+    assert 1 == run(Options(Plan(1.0, 1, 1), url=URL))
+    assert "no token: pass --token, or set OPPSCAN_SECRET" in capsys.readouterr().err
+    assert None is Settings.from_env().available_secret()
+
+
+def test_a_given_token_is_used_for_every_user_even_with_a_secret_at_hand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--token wins: it may be for a server whose secret is not the local one."""
+    monkeypatch.setenv("OPPSCAN_SECRET", SECRET)
+    assert ["given"] == url_tokens(Options(Plan(1.0, 4, 1), url=URL, token="given"))
+
+
+def test_mostly_rate_limited_is_more_than_half_of_discover_requests() -> None:
+    """429 on more than half of the discover requests; a run with none is not."""
+    assert (False, True, False) == (
+        summary(1, 10, 10, rate_limited=5, discovers=10).mostly_rate_limited,
+        summary(1, 10, 10, rate_limited=6, discovers=10).mostly_rate_limited,
+        summary(1, 10, 10, rate_limited=0, discovers=0).mostly_rate_limited,
+    )
+
+
+def test_rate_limit_warning_names_the_cause() -> None:
+    """A shared --token is named as the cause; with a token per user, the server's limits."""
+    limited = summary(1, 10, 10, rate_limited=8, discovers=10)
+    assert None is rate_limit_warning(summary(1, 10, 10, discovers=10), shared_token=True)
+    shared = str(rate_limit_warning(limited, shared_token=True))
+    own = str(rate_limit_warning(limited, shared_token=False))
+    share = "1 workers: 8 of 10 discover requests were answered 429; "
+    assert (True, True) == (shared.startswith(share), own.startswith(share))
+    assert (True, False) == ("the one --token" in shared, "the one --token" in own)
+    assert "OPPSCAN_DISCOVER_RATE_PER_MINUTE" in own
+
+
+def test_no_scan_failure_names_the_most_frequent_error() -> None:
+    """A run with no completed scan is a failure that says what was answered most."""
+    idle = summary(1, 10, 10, scans_completed=0, error_codes=(("401 unauthorized", 7),))
+    assert None is no_scan_failure(summary(1, 10, 10))
+    assert (
+        "1 workers: no scan completed in 10.0 s; most frequent error: 401 unauthorized (7 times)"
+        == no_scan_failure(idle)
+    )
+
+
+@dataclass
+class ScriptedService:
+    """A service on the loadtest's Http protocol: discover answers `discover_status`
+    (429 with a short Retry-After, or 202), and every scan is complete at once."""
+
+    discover_status: int
+    timeout_s: float = 1.0
+    tokens: set[str] = field(default_factory=set)
+
+    def get(self, path: str, token: str | None = None) -> Reply:
+        if path.endswith("/symbols"):
+            return Reply(200, b'{"symbols": ["A", "B", "C", "D"]}', 0.001, "h:1")
+        if "/status/" in path:
+            return status_reply("complete", "2025-01-01T00:00:01.000Z")
+        return Reply(200, b"{}", 0.001, "h:1")
+
+    def post_json(self, path: str, token: str, body: Any) -> Reply:
+        self.tokens.add(token)
+        if self.discover_status == 202:
+            return Reply(202, json.dumps({"scan_id": SCAN_ID}).encode(), 0.001, "h:1")
+        limited = b'{"error": "rate_limited", "detail": "slow down"}'
+        return Reply(429, limited, 0.001, "h:1", retry_after=0.01)
+
+
+SHORT = Plan(duration_s=0.3, users=2, pollers=2, max_requests=400)
+
+
+def test_a_shared_token_held_back_by_429s_warns_and_fails_when_no_scan_completed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Against --url with one --token, 429 to every discover: the figures on stdout, a
+    warning naming the shared token and the failure on stderr, exit status 1."""
+    service = ScriptedService(429)
+    options = Options(SHORT, url=URL, token="shared")
+    assert 1 == run_command(options, http=lambda target: service)
+    out, err = capsys.readouterr()
+    assert {"shared"} == service.tokens
+    assert (True, False, False) == ("scans completed" in out, "warning" in out, "failed" in out)
+    warning, failure = err.splitlines()
+    assert (True, True) == (warning.startswith("warning: "), "the one --token" in warning)
+    assert "loadtest failed: http://127.0.0.1:8123: no scan completed in" in failure
+
+
+def test_per_user_tokens_and_completed_scans_exit_zero_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the secret at hand each user sends its own token; scans complete; status 0
+    and nothing on stderr."""
+    monkeypatch.setenv("OPPSCAN_SECRET", SECRET)
+    service = ScriptedService(202)
+    assert 0 == run_command(Options(SHORT, url=URL), http=lambda target: service)
+    out, err = capsys.readouterr()
+    assert (2, "", True) == (len(service.tokens), err, "scans completed" in out)

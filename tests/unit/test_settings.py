@@ -1,5 +1,6 @@
 """Settings are read once from the environment, with clear errors."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,35 @@ def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert first == Settings.from_env({"OPPSCAN_DATA_DIR": str(tmp_path)}).resolved_secret()
     assert len(first) >= 32
     assert 0o600 == (tmp_path / "secret").stat().st_mode & 0o777
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG layout is the Linux one")
+def test_data_dir_defaults_to_the_users_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without OPPSCAN_DATA_DIR the data dir is the user's (platformdirs): under
+    XDG_DATA_HOME when set, else ~/.local/share; never the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert tmp_path / "home" / ".local" / "share" / "oppscan" == Settings.from_env({}).data_dir
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert (tmp_path / "xdg" / "oppscan", tmp_path / "xdg" / "oppscan") == (
+        Settings.from_env({}).data_dir,
+        Settings().data_dir,
+    )
+
+
+def test_available_secret_never_creates_one(tmp_path: Path) -> None:
+    """`available_secret` is the configured secret, else the data dir's if it exists,
+    else None, and leaves the data dir as it found it."""
+    empty = Settings.from_env({"OPPSCAN_DATA_DIR": str(tmp_path / "data")})
+    assert None is empty.available_secret()
+    assert not (tmp_path / "data").exists()
+    kept = empty.resolved_secret()
+    assert (kept, empty.data_dir / "secret") == (empty.available_secret(), empty.secret_file)
+    configured = Settings.from_env({"OPPSCAN_SECRET": "a,b", "OPPSCAN_DATA_DIR": str(tmp_path)})
+    assert "a" == configured.available_secret()
 
 
 def test_configured_secret_wins_and_first_of_several_signs() -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from oppscan.startup import DataDirLock, StartError, check_market, check_redis_url
+from oppscan.auth import TokenVerifier
+from oppscan.settings import Settings
+from oppscan.startup import DataDirLock, StartError, check_market, check_redis_url, ready_text
 from oppscan.storage import redis_address
 
 
@@ -83,3 +85,39 @@ def test_a_second_lock_on_a_data_dir_names_the_holder(tmp_path: Path) -> None:
     finally:
         first.release()
     DataDirLock(tmp_path).acquire().release()  # free again once released
+
+
+def test_ready_text_names_the_data_dir_and_secret_and_gives_an_accepted_token(
+    tmp_path: Path,
+) -> None:
+    """Once it listens, serve says where it listens, where its data and generated
+    secret live, and a token for `demo` that its workers accept."""
+    settings = Settings.from_env({"OPPSCAN_DATA_DIR": str(tmp_path), "OPPSCAN_BIND": "[::1]:9"})
+    lines = ready_text(settings).splitlines()
+    assert [
+        "oppscan ready at http://[::1]:9",
+        f"data:   {tmp_path}",
+        f"secret: {tmp_path / 'secret'}",
+    ] == lines[:3]
+    token = lines[3].removeprefix("demo bearer token: ")
+    assert "demo" == TokenVerifier.from_settings(settings).user_of(token)
+
+
+def test_ready_text_with_a_configured_secret_names_the_variable_not_the_secret(
+    tmp_path: Path,
+) -> None:
+    """With OPPSCAN_SECRET the secret is named by its variable, never shown, and no
+    secret file is created."""
+    secret = "ready-secret-0123456789abcdef0123456789"
+    env = {"OPPSCAN_SECRET": secret, "OPPSCAN_DATA_DIR": str(tmp_path / "data")}
+    text = ready_text(Settings.from_env(env))
+    assert "secret: OPPSCAN_SECRET (the environment)" == text.splitlines()[2]
+    assert secret not in text
+    assert not (tmp_path / "data").exists()
+
+
+def test_ready_text_offers_no_demo_token_when_only_public_keys_verify(tmp_path: Path) -> None:
+    """With RS256 only, an HS256 demo token would be refused: none is printed."""
+    env = {"OPPSCAN_JWT_ALGORITHMS": "RS256", "OPPSCAN_DATA_DIR": str(tmp_path)}
+    last = ready_text(Settings.from_env(env)).splitlines()[-1]
+    assert "tokens: RS256, from the identity provider (no demo token)" == last
