@@ -3,36 +3,44 @@
     locust -f locustfile.py --host http://127.0.0.1:8000
     locust -f locustfile.py --headless -u 8 -r 8 -t 30s --host http://127.0.0.1:8000
 
-Each simulated user signs in with `OPPSCAN_LOADTEST_TOKEN`, or with a token of its
-own (`locust-N`) signed with the configured secret (`OPPSCAN_SECRET`, else the one
-in `OPPSCAN_DATA_DIR`, as `oppscan token` does). It starts a scan over its own
-symbol subset with `force_refresh` (a real scan, not a cached one), polls its
-status (ten times as often as it starts scans) and fetches the results once it
-finished. Every request opens a new connection (`Connection: close`), so requests
-spread over the gunicorn workers instead of sticking to one. Requests are grouped
-by route in Locust's statistics; a 404 or 5xx is a failure, and so is a 429: the
-service limits discover per user (`OPPSCAN_DISCOVER_RATE_PER_MINUTE`), and with a
-shared `OPPSCAN_LOADTEST_TOKEN` every simulated user counts as one.
+Each simulated user is an `oppscan.client.Client` whose requests go through
+Locust's own session (`LocustTransport`), so Locust times and counts every one.
+It signs in with `OPPSCAN_LOADTEST_TOKEN`, or with a token of its own
+(`locust-N`) signed with the configured secret (`OPPSCAN_SECRET`, else the one in
+the data dir, as `oppscan token` does; none is ever created here). It starts a
+scan over its own symbol subset with `force_refresh` (a real scan, not a cached
+one), polls its status (ten times as often as it starts scans; conditional, so
+an unchanged scan answers 304) and fetches the results once it finished. Every
+request opens a new connection, so requests spread over the gunicorn workers.
+Requests are grouped by route in Locust's statistics; any 4xx or 5xx is a
+failure, 429 included: the service limits discover per user
+(`OPPSCAN_DISCOVER_RATE_PER_MINUTE`), and with a shared `OPPSCAN_LOADTEST_TOKEN`
+every simulated user counts as one.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import re
+from typing import Any
 
+import httpx
 from locust import HttpUser, between, task
 
 from oppscan.auth import issue_token
+from oppscan.client import Client, OppscanError, Scan
 from oppscan.loadtest import symbols_for
 from oppscan.settings import Settings
 
-API = "/api/v1"
-TERMINAL = frozenset({"complete", "failed", "cancelled"})
 SYMBOLS_PER_SCAN = 8
 MAX_POLLS_PER_SCAN = 1000  # give up on a scan polled this often
 TOKEN_TTL_S = 86400
+SCAN_ID = re.compile(r"scan_[0-9a-f]{32}")
 
 _numbers = itertools.count()
+logging.getLogger("httpx").setLevel(logging.WARNING)  # Locust counts every request already
 
 
 def _token(user: str) -> str:
@@ -40,13 +48,35 @@ def _token(user: str) -> str:
     if given:
         return given
     settings = Settings.from_env()
+    secret = settings.available_secret()
+    if secret is None:
+        raise RuntimeError("no token: set OPPSCAN_LOADTEST_TOKEN, or OPPSCAN_SECRET")
     return issue_token(
-        settings.resolved_secret(),
-        user,
-        TOKEN_TTL_S,
-        audience=settings.jwt_audience,
-        issuer=settings.jwt_issuer,
+        secret, user, TOKEN_TTL_S, audience=settings.jwt_audience, issuer=settings.jwt_issuer
     )
+
+
+class LocustTransport(httpx.BaseTransport):
+    """httpx requests sent through Locust's session, named by route (scan ids elided)."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        answer = self._session.request(
+            request.method,
+            str(request.url),
+            headers=dict(request.headers),
+            data=request.content or None,
+            name=SCAN_ID.sub("[scan_id]", path),
+        )
+        return httpx.Response(
+            answer.status_code,
+            headers=dict(answer.headers),
+            content=answer.content,
+            request=request,
+        )
 
 
 class ScanClient(HttpUser):
@@ -56,63 +86,46 @@ class ScanClient(HttpUser):
 
     def on_start(self) -> None:
         self.number = next(_numbers)
-        self.client.headers.update(
-            {"Authorization": f"Bearer {_token(f'locust-{self.number}')}", "Connection": "close"}
+        token = _token(f"locust-{self.number}")
+        self.api = Client(
+            self.host or "", token, transport=LocustTransport(self.client), spread=True, retries=0
         )
-        self.symbols: list[str] = self.client.get(f"{API}/symbols").json()["symbols"]
+        self.symbols = self.api.symbols()
         self.round = 0
-        self.scan_id: str | None = None
+        self.scan: Scan | None = None
         self.polls = 0
+
+    def on_stop(self) -> None:
+        self.api.close()
 
     @task(1)
     def discover(self) -> None:
         """Start a scan, unless one is running: then poll it instead."""
-        if self.scan_id is not None:
+        if self.scan is not None:
             self.poll()
             return
-        body = {
-            "symbols": symbols_for(self.symbols, self.number, self.round, SYMBOLS_PER_SCAN),
-            "force_refresh": True,
-        }
+        symbols = symbols_for(self.symbols, self.number, self.round, SYMBOLS_PER_SCAN)
         self.round += 1
-        with self.client.post(
-            f"{API}/opportunities/discover", json=body, catch_response=True
-        ) as resp:
-            if resp.status_code == 429:
-                resp.failure("rate limited: see OPPSCAN_DISCOVER_RATE_PER_MINUTE")
-                return
-            if resp.status_code != 202:
-                resp.failure(f"discover answered {resp.status_code}")
-                return
-            self.scan_id, self.polls = resp.json()["scan_id"], 0
+        try:
+            self.scan = self.api.discover(symbols=symbols, force_refresh=True)
+        except OppscanError:
+            return  # counted as a failure by Locust already
+        self.polls = 0
 
     @task(10)
     def poll(self) -> None:
         """Poll the running scan's status; fetch its results once it finished."""
-        if self.scan_id is None:
+        if self.scan is None:
             return
         if self.polls >= MAX_POLLS_PER_SCAN:
-            self.scan_id = None  # give up on it, whatever it answered; start another
+            self.scan = None  # give up on it, whatever it answered; start another
             return
         self.polls += 1
-        with self.client.get(
-            f"{API}/opportunities/status/{self.scan_id}",
-            name=f"{API}/opportunities/status/[scan_id]",
-            catch_response=True,
-        ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"status answered {resp.status_code}")
-                return
-            finished = resp.json()["status"] in TERMINAL
+        try:
+            finished = self.scan.status().finished
+            if finished:
+                self.scan.results()
+        except OppscanError:
+            return
         if finished:
-            self.fetch_results()
-
-    def fetch_results(self) -> None:
-        with self.client.get(
-            f"{API}/opportunities/results/{self.scan_id}",
-            name=f"{API}/opportunities/results/[scan_id]",
-            catch_response=True,
-        ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"results of a finished scan answered {resp.status_code}")
-        self.scan_id = None
+            self.scan = None
