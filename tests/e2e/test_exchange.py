@@ -6,7 +6,7 @@ rate-limits costs strategies, never a scan that hangs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,8 @@ import ccxt
 import pytest
 import requests
 
+from oppscan.client import Client
 from tests.support.fake_exchange import FakeExchange, ccxt_config, server_error
-from tests.support.polling import poll_until
 from tests.support.server import GunicornServer
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT")
@@ -53,31 +53,14 @@ def server(redis_url: str, tmp_path: Path, fake: FakeExchange) -> Iterator[Gunic
 
 
 def start_scan(server: GunicornServer, user: str, body: dict[str, Any]) -> str:
-    resp = requests.post(
-        f"{server.url}/api/v1/opportunities/discover",
-        json=body,
-        headers={"Authorization": f"Bearer {server.token(user)}", "Connection": "close"},
-        timeout=10,
-    )
-    assert 202 == resp.status_code, resp.text
-    return str(resp.json()["scan_id"])
+    with Client(server.url, server.token(user), spread=True, retries=0) as client:
+        return client.discover(**body).scan_id
 
 
-def results(server: GunicornServer, user: str, scan_id: str) -> dict[str, Any]:
+def results(server: GunicornServer, user: str, scan_id: str) -> Mapping[str, Any]:
     """The scan's results once it is finished (polled from any worker)."""
-    headers = {"Authorization": f"Bearer {server.token(user)}"}
-    url = f"{server.url}/api/v1/opportunities/results/{scan_id}"
-    found: dict[str, Any] = {}
-
-    def finished() -> bool:
-        resp = requests.get(url, headers=headers, timeout=10)
-        if resp.status_code == 200 and resp.json()["status"] != "scanning":
-            found.update(resp.json())
-            return True
-        return False
-
-    poll_until(finished, 90)
-    return found
+    with Client(server.url, server.token(user), spread=True) as client:
+        return client.scan(scan_id).wait(timeout=90, interval=0.05).body
 
 
 def test_eight_scans_on_four_workers_fetch_each_series_once(
