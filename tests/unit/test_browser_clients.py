@@ -1,0 +1,140 @@
+"""What a browser meets, through falcon's TestClient: `/docs` (Swagger UI from local
+files), the tags and examples it shows, and CORS for the configured origins."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import falcon.testing
+import pytest
+from jsonschema import Draft202012Validator
+
+from oppscan.actors import RegistryActor, RegistryView, ScanDeps
+from oppscan.actors.proxies import registry_proxy
+from oppscan.auth import TokenVerifier, issue_token
+from oppscan.http import create_app
+from oppscan.http.openapi import openapi_document
+from oppscan.http.resources import ApiDeps
+from oppscan.runtime import Runtime
+from oppscan.service import ScanService
+from oppscan.settings import Settings
+from tests.fakes import FakeStore, FakeStrategy, feeds, immediate, market
+
+SECRET = "unit-test-secret-0123456789abcdef"
+STRATEGIES = {s.name: s for s in (FakeStrategy("alpha"), FakeStrategy("beta"))}
+SYMBOLS = ("SYM0", "SYM1")
+DISCOVER = "/api/v1/opportunities/discover"
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+ClientFor = Callable[..., falcon.testing.TestClient]
+
+
+@pytest.fixture
+def client_for() -> Iterator[ClientFor]:
+    """Builds the app on fakes, with the CORS origins a test gives."""
+    store = FakeStore()
+    shared = feeds(STRATEGIES, threads=2)
+
+    def deps_for(registrar: Any) -> ScanDeps:
+        return ScanDeps(store, shared, registrar, 60, 200, immediate)
+
+    view = RegistryView(60.0, 100, 60)
+    registry = registry_proxy(RegistryActor.start(view, deps_for))
+    settings = Settings(redis_url="redis://unused")
+    runtime = Runtime(settings, store, market(), STRATEGIES, shared, registry, view, "unit:1")
+    deps = ApiDeps(ScanService(runtime), STRATEGIES, lambda: SYMBOLS, store.ping, "unit:1")
+
+    def build(cors_origins: tuple[str, ...] = ()) -> falcon.testing.TestClient:
+        app = create_app(deps, TokenVerifier.hmac([SECRET]))
+        return falcon.testing.TestClient(app)
+
+    yield build
+    shared.close()
+
+
+@pytest.fixture
+def client(client_for: ClientFor) -> falcon.testing.TestClient:
+    return client_for()
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(SECRET, 'alice', 60)}"}
+
+
+# -- The document's tags and examples -----------------------------------------------------
+
+
+DOCUMENT: dict[str, Any] = json.loads(openapi_document(tuple(sorted(STRATEGIES)), SYMBOLS))
+
+
+def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
+def resolved(node: dict[str, Any]) -> dict[str, Any]:
+    """`node`, or what its `$ref` (`#/components/...`) points at."""
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    found: Any = DOCUMENT
+    for part in ref.removeprefix("#/").split("/"):
+        found = found[part]
+    return dict(found)
+
+
+def examples() -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """(where, example, schema) for every example in the document."""
+    for path, method, operation in operations():
+        bodies = [("request", operation.get("requestBody", {}))]
+        bodies += [(code, resolved(r)) for code, r in operation["responses"].items()]
+        for code, body in bodies:
+            for media, content in body.get("content", {}).items():
+                if "example" in content:
+                    yield f"{method} {path} {code} {media}", content["example"], content["schema"]
+
+
+def test_every_operation_has_one_declared_tag() -> None:
+    """Swagger UI groups operations by tag: each has one, and the document declares it."""
+    declared = [tag["name"] for tag in DOCUMENT["tags"]]
+    assert ["scans", "catalogue", "operations"] == declared
+    tags = {f"{method} {path}": operation["tags"] for path, method, operation in operations()}
+    assert {} == {op: t for op, t in tags.items() if len(t) != 1 or t[0] not in declared}
+
+
+def test_every_example_matches_its_schema() -> None:
+    """Every request and response example validates against the schema beside it."""
+    components = DOCUMENT["components"]
+    checked = []
+    for where, example, schema in examples():
+        validator = Draft202012Validator(
+            {**schema, "components": components},
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        assert [] == [e.message for e in validator.iter_errors(example)], where
+        checked.append(where.split(" ")[:3])
+    assert ["post", DISCOVER, "request"] in checked
+    assert ["post", DISCOVER, "202"] in checked
+    assert len(checked) >= 15
+
+
+def test_the_discover_example_starts_a_scan(client: falcon.testing.TestClient) -> None:
+    """What "Try it out" sends for discover by default is a request the app accepts."""
+    content = DOCUMENT["paths"][DISCOVER]["post"]["requestBody"]["content"]
+    example = content["application/json"]["example"]
+    assert {"strategies": ["alpha", "beta"], "symbols": ["SYM0", "SYM1"], "timeframe": "1h"} == (
+        example
+    )
+    assert 202 == client.simulate_post(DISCOVER, json=example, headers=auth()).status_code
+
+
+def test_the_document_offers_the_bearer_scheme_to_every_api_operation() -> None:
+    """Swagger UI's Authorize takes a bearer token; public operations need none."""
+    assert "bearer" == DOCUMENT["components"]["securitySchemes"]["bearer"]["scheme"]
+    assert [{"bearer": []}] == DOCUMENT["security"]
+    public = sorted(p for p, _, op in operations() if op.get("security") == [])
+    assert ["/healthz", "/metrics", "/openapi.json", "/readyz"] == public
