@@ -16,7 +16,7 @@ import falcon
 
 from oppscan import logs
 from oppscan.auth import TokenVerifier
-from oppscan.http import errors, resources
+from oppscan.http import docs, errors, resources
 from oppscan.http.middleware import Authentication, RequestContext
 from oppscan.http.openapi import openapi_document
 from oppscan.market import MarketDataError
@@ -50,9 +50,11 @@ def create_app(
         ("/readyz", resources.Ready(deps)),
         ("/metrics", resources.Metrics(deps)),
         ("/openapi.json", resources.OpenApi(document)),
+        ("/docs", docs.Page()),
     ]
     for path, resource in routes:
         app.add_route(path, resource)
+    app.add_sink(docs.Assets(), docs.Assets.PREFIX)
     return app
 
 

@@ -9,7 +9,7 @@ Which strategy and symbol names a discover body may list depends on the app:
 pass its names and the document enumerates them (an unknown name is a `400`).
 
 Operations are grouped by `TAGS`, and carry examples (`tests/unit` checks each
-against its schema).
+against its schema), which `/docs` shows and fills its "Try it out" with.
 """
 
 from __future__ import annotations
@@ -670,6 +670,7 @@ def _probes() -> dict[str, Schema]:
     ready = _closed({"status": {"const": "ready"}})
     metrics = _answer("Prometheus text exposition", {"type": "string"}, media="text/plain")
     document = {"type": "object", "required": ["openapi", "info", "paths"]}
+    page = _answer("Swagger UI on this document", {"type": "string"}, media="text/html")
     unavailable = _ref("StoreUnavailable", "responses")
     alive_example = {"status": "ok", "worker": "web-1:4242"}
     return {
@@ -689,6 +690,7 @@ def _probes() -> dict[str, Schema]:
         "/openapi.json": _public(
             "openapi", "This document", {"200": _answer("The OpenAPI document", document)}
         ),
+        "/docs": _public("docs", "This document in Swagger UI, to read and try", {"200": page}),
     }
 
 

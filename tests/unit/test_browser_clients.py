@@ -4,6 +4,7 @@ files), the tags and examples it shows, and CORS for the configured origins."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from oppscan.actors import RegistryActor, RegistryView, ScanDeps
 from oppscan.actors.proxies import registry_proxy
 from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
+from oppscan.http.docs import ASSETS
 from oppscan.http.openapi import openapi_document
 from oppscan.http.resources import ApiDeps
 from oppscan.runtime import Runtime
@@ -61,6 +63,62 @@ def client(client_for: ClientFor) -> falcon.testing.TestClient:
 
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(SECRET, 'alice', 60)}"}
+
+
+# -- /docs ------------------------------------------------------------------------------
+
+
+def asset_urls(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+def test_docs_page_is_swagger_ui_on_the_document_without_a_token(
+    client: falcon.testing.TestClient,
+) -> None:
+    """GET /docs needs no token and is an HTML page that runs Swagger UI on /openapi.json."""
+    resp = client.simulate_get("/docs")
+    assert (200, falcon.MEDIA_HTML) == (resp.status_code, resp.headers["Content-Type"])
+    assert 'url: "/openapi.json"' in resp.text
+    assert "SwaggerUIBundle(" in resp.text
+    assert "validatorUrl: null" in resp.text  # no document sent to an online validator
+
+
+def test_docs_page_loads_only_local_assets(client: falcon.testing.TestClient) -> None:
+    """Every script, stylesheet and icon of /docs is served here: no CDN, no absolute URL."""
+    html = client.simulate_get("/docs").text
+    urls = asset_urls(html)
+    assert [] == [url for url in urls if not url.startswith(f"{ASSETS}/")]
+    assert [] == re.findall(r"https?://", html)
+    assert {"swagger-ui-bundle.js", "swagger-ui.css"} <= {url.rsplit("/", 1)[1] for url in urls}
+    assert [200] * len(urls) == [client.simulate_get(url).status_code for url in urls]
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("swagger-ui-bundle.js", "text/javascript"),
+        ("swagger-ui.css", "text/css"),
+        ("favicon-32x32.png", "image/png"),
+    ],
+)
+def test_assets_are_served_with_their_type_and_cached_for_good(
+    client: falcon.testing.TestClient, name: str, content_type: str
+) -> None:
+    """An asset needs no token, has its content type, a year's immutable Cache-Control
+    (its URL carries the wheel's version) and an ETag that answers 304."""
+    resp = client.simulate_get(f"{ASSETS}/{name}")
+    assert (200, content_type) == (resp.status_code, resp.headers["Content-Type"])
+    assert "public, max-age=31536000, immutable" == resp.headers["Cache-Control"]
+    assert resp.content
+    again = client.simulate_get(f"{ASSETS}/{name}", headers={"If-None-Match": resp.headers["ETag"]})
+    assert 304 == again.status_code
+
+
+@pytest.mark.parametrize("path", ["nothing-here.js", "../../../../../../etc/passwd", "..%2f..%2fx"])
+def test_nothing_outside_the_assets_is_served(client: falcon.testing.TestClient, path: str) -> None:
+    """An unknown asset or a path out of the folder is a JSON 404."""
+    resp = client.simulate_get(f"{ASSETS}/{path}")
+    assert (404, "not_found") == (resp.status_code, resp.json["error"])
 
 
 # -- The document's tags and examples -----------------------------------------------------
@@ -137,4 +195,4 @@ def test_the_document_offers_the_bearer_scheme_to_every_api_operation() -> None:
     assert "bearer" == DOCUMENT["components"]["securitySchemes"]["bearer"]["scheme"]
     assert [{"bearer": []}] == DOCUMENT["security"]
     public = sorted(p for p, _, op in operations() if op.get("security") == [])
-    assert ["/healthz", "/metrics", "/openapi.json", "/readyz"] == public
+    assert ["/docs", "/healthz", "/metrics", "/openapi.json", "/readyz"] == public
