@@ -17,6 +17,7 @@ from oppscan.actors.proxies import registry_proxy
 from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
 from oppscan.http.docs import ASSETS
+from oppscan.http.middleware import ALLOWED_HEADERS, EXPOSED_HEADERS
 from oppscan.http.openapi import openapi_document
 from oppscan.http.resources import ApiDeps
 from oppscan.runtime import Runtime
@@ -27,6 +28,7 @@ from tests.fakes import FakeStore, FakeStrategy, feeds, immediate, market
 SECRET = "unit-test-secret-0123456789abcdef"
 STRATEGIES = {s.name: s for s in (FakeStrategy("alpha"), FakeStrategy("beta"))}
 SYMBOLS = ("SYM0", "SYM1")
+ORIGIN = "https://app.example.com"
 DISCOVER = "/api/v1/opportunities/discover"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
@@ -49,7 +51,7 @@ def client_for() -> Iterator[ClientFor]:
     deps = ApiDeps(ScanService(runtime), STRATEGIES, lambda: SYMBOLS, store.ping, "unit:1")
 
     def build(cors_origins: tuple[str, ...] = ()) -> falcon.testing.TestClient:
-        app = create_app(deps, TokenVerifier.hmac([SECRET]))
+        app = create_app(deps, TokenVerifier.hmac([SECRET]), cors_origins)
         return falcon.testing.TestClient(app)
 
     yield build
@@ -58,11 +60,23 @@ def client_for() -> Iterator[ClientFor]:
 
 @pytest.fixture
 def client(client_for: ClientFor) -> falcon.testing.TestClient:
-    return client_for()
+    return client_for((ORIGIN,))
 
 
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(SECRET, 'alice', 60)}"}
+
+
+def preflight(origin: str, method: str = "POST") -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+
+
+def cors_headers(resp: falcon.testing.Result) -> dict[str, str]:
+    return {k: v for k, v in resp.headers.items() if k.lower().startswith("access-control-")}
 
 
 # -- /docs ------------------------------------------------------------------------------
@@ -196,3 +210,68 @@ def test_the_document_offers_the_bearer_scheme_to_every_api_operation() -> None:
     assert [{"bearer": []}] == DOCUMENT["security"]
     public = sorted(p for p, _, op in operations() if op.get("security") == [])
     assert ["/docs", "/healthz", "/metrics", "/openapi.json", "/readyz"] == public
+
+
+# -- CORS -------------------------------------------------------------------------------------
+
+
+def test_an_allowed_origin_may_read_the_answer_and_its_headers(
+    client: falcon.testing.TestClient,
+) -> None:
+    """An allowed origin gets itself in Allow-Origin, Vary: Origin, and the exposed headers."""
+    resp = client.simulate_post(
+        DISCOVER, json={"strategies": ["alpha"]}, headers={**auth(), "Origin": ORIGIN}
+    )
+    assert (202, ORIGIN) == (resp.status_code, resp.headers["Access-Control-Allow-Origin"])
+    assert "Origin" in resp.headers["Vary"]
+    exposed = resp.headers["Access-Control-Expose-Headers"].split(", ")
+    assert set(EXPOSED_HEADERS) == set(exposed)
+    assert {"ETag", "Retry-After", "X-Served-By", "X-Scan-Source", "X-Request-ID", "Location"} == (
+        set(exposed)
+    )
+
+
+def test_an_allowed_origin_may_read_an_error(client: falcon.testing.TestClient) -> None:
+    """A 401 carries the CORS headers too, so a browser client sees why, not a network error."""
+    resp = client.simulate_get("/api/v1/strategies", headers={"Origin": ORIGIN})
+    assert (401, ORIGIN) == (resp.status_code, resp.headers["Access-Control-Allow-Origin"])
+
+
+def test_a_preflight_from_an_allowed_origin_needs_no_token(
+    client: falcon.testing.TestClient,
+) -> None:
+    """OPTIONS with Access-Control-Request-Method from an allowed origin is a 204, without a
+    token, allowing the route's methods and the headers a client sends, for a while."""
+    resp = client.simulate_options(DISCOVER, headers=preflight(ORIGIN))
+    assert 204 == resp.status_code
+    assert {
+        "access-control-allow-origin": ORIGIN,
+        "access-control-allow-methods": "POST",
+        "access-control-allow-headers": ", ".join(ALLOWED_HEADERS),
+        "access-control-max-age": "86400",
+        "access-control-expose-headers": ", ".join(EXPOSED_HEADERS),
+    } == {k.lower(): v for k, v in cors_headers(resp).items()}
+    assert {"Authorization", "Content-Type", "If-None-Match"} <= set(ALLOWED_HEADERS)
+    assert "Origin" in resp.headers["Vary"]
+    assert "Allow" not in resp.headers
+    scans = client.simulate_options("/api/v1/opportunities/scans/x", headers=preflight(ORIGIN))
+    assert "DELETE" == scans.headers["Access-Control-Allow-Methods"]
+
+
+def test_another_origin_gets_no_cors_headers(client: falcon.testing.TestClient) -> None:
+    """A origin not configured gets no CORS headers, and its preflight is answered as any
+    OPTIONS request without a token: 401."""
+    other = "https://evil.example.com"
+    resp = client.simulate_get("/api/v1/strategies", headers={**auth(), "Origin": other})
+    assert (200, {}) == (resp.status_code, cors_headers(resp))
+    asked = client.simulate_options(DISCOVER, headers=preflight(other))
+    assert (401, {}) == (asked.status_code, cors_headers(asked))
+
+
+def test_without_configured_origins_there_is_no_cors(client_for: ClientFor) -> None:
+    """By default no origin is allowed: no CORS headers, no Vary, preflights are 401."""
+    client = client_for()
+    resp = client.simulate_get("/api/v1/strategies", headers={**auth(), "Origin": ORIGIN})
+    assert (200, {}, None) == (resp.status_code, cors_headers(resp), resp.headers.get("Vary"))
+    asked = client.simulate_options(DISCOVER, headers=preflight(ORIGIN))
+    assert (401, {}) == (asked.status_code, cors_headers(asked))
