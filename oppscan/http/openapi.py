@@ -158,7 +158,8 @@ def _example_scan(status: str, completed: int, found: int, done: bool) -> Schema
 
 
 SCANNING = _example_scan("scanning", 1, 1, done=False)
-COMPLETE = _example_scan("complete", 2, 1, done=True)
+COMPLETE = _example_scan("complete", 2, 1, done=True) | {"expires_at": "2025-03-14T10:26:54.112Z"}
+ASKED = {"strategies": list(EXAMPLE_STRATEGIES), "symbols": 2, "timeframe": "1h"}
 EXAMPLE_STARTED = {
     "scan_id": EXAMPLE_ID,
     "status": "queued",
@@ -646,7 +647,9 @@ def _list_scans() -> Schema:
     }
     responses = {
         "200": _answer(
-            "The scans, newest first", _ref("ScanList"), example={"scans": [SCANNING, COMPLETE]}
+            "The scans, newest first",
+            _ref("ScanList"),
+            example={"scans": [SCANNING | {"request": ASKED}, COMPLETE | {"request": ASKED}]},
         ),
         "400": _error(f"`limit` is not an integer from 1 to {MAX_LIST}", "bad_request"),
         **AUTHENTICATED,
