@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 from collections.abc import Mapping
@@ -76,6 +77,7 @@ class Settings:
     jwt_public_key: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API; none: no CORS
 
     @property
     def lease_ms(self) -> int:
@@ -132,6 +134,7 @@ class Settings:
             jwt_public_key=_pem(get.text("JWT_PUBLIC_KEY")),
             jwt_audience=get.text("JWT_AUDIENCE"),
             jwt_issuer=get.text("JWT_ISSUER"),
+            cors_origins=_origins(get.text("CORS_ORIGINS")),
         )
 
     def secrets(self) -> list[str]:
@@ -214,6 +217,21 @@ def _credentials(env: Mapping[str, str], market: str) -> dict[str, dict[str, str
             if value:
                 found.setdefault(exchange, {})[option] = value
     return found
+
+
+ORIGIN = re.compile(r"^https?://[^/\s]+$")
+
+
+def _origins(value: str | None) -> tuple[str, ...]:
+    """`OPPSCAN_CORS_ORIGINS`: origins as browsers send them, `scheme://host[:port]`."""
+    origins = _words(value or "", upper=False)
+    for origin in origins:
+        if not ORIGIN.match(origin):
+            raise SettingsError(
+                f"{PREFIX}CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com "
+                "(scheme, host and port only: no path, no trailing slash, no wildcard)"
+            )
+    return origins
 
 
 def _pem(value: str | None) -> str | None:

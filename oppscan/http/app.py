@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import falcon
 
 from oppscan import logs
 from oppscan.auth import TokenVerifier
-from oppscan.http import errors, resources
-from oppscan.http.middleware import Authentication, RequestContext
+from oppscan.http import docs, errors, resources
+from oppscan.http.middleware import Authentication, Cors, RequestContext
 from oppscan.http.openapi import openapi_document
 from oppscan.market import MarketDataError
 from oppscan.runtime import Runtime, running_scans, start_runtime, stop_runtime
@@ -31,9 +31,11 @@ _runtime: Runtime | None = None
 
 
 def create_app(
-    deps: resources.ApiDeps, verifier: TokenVerifier
+    deps: resources.ApiDeps, verifier: TokenVerifier, cors_origins: Sequence[str] = ()
 ) -> falcon.App[falcon.Request, falcon.Response]:
     middleware: list[Any] = [RequestContext(deps.worker), Authentication(verifier)]
+    if cors_origins:  # before Authentication: it answers preflights, which carry no token
+        middleware.insert(1, Cors(cors_origins))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
@@ -50,9 +52,11 @@ def create_app(
         ("/readyz", resources.Ready(deps)),
         ("/metrics", resources.Metrics(deps)),
         ("/openapi.json", resources.OpenApi(document)),
+        ("/docs", docs.Page()),
     ]
     for path, resource in routes:
         app.add_route(path, resource)
+    app.add_sink(docs.Assets(), docs.Assets.PREFIX)
     return app
 
 
@@ -81,7 +85,7 @@ def app_from_runtime(runtime: Runtime) -> falcon.App[falcon.Request, falcon.Resp
         body_timeout=settings.body_timeout,
         metrics_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
     )
-    return create_app(deps, TokenVerifier.from_settings(settings))
+    return create_app(deps, TokenVerifier.from_settings(settings), settings.cors_origins)
 
 
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:

@@ -1,4 +1,4 @@
-"""Per-request plumbing: who served it, its request id, and who is asking."""
+"""Per-request plumbing: who served it, its request id, who is asking, and CORS."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import functools
 import random
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import falcon
+import falcon.asgi
 import structlog
+from falcon.routing import map_http_methods
 
 from oppscan.auth import TokenVerifier
 from oppscan.http.errors import unauthorized
@@ -74,3 +77,53 @@ class Authentication:
             raise unauthorized("a bearer token is required")
         # InvalidToken and TokenExpired are answered 401 by the handler in errors.py.
         req.context.user = self._verifier.user_of(token.strip())
+
+
+# What a browser client may read and send across origins.
+EXPOSED_HEADERS = (
+    *("ETag", "Retry-After", "Location"),
+    *("X-Served-By", "X-Scan-Source", "X-Request-ID"),
+)
+ALLOWED_HEADERS = ("Authorization", "Content-Type", "If-None-Match", "X-Request-ID")
+
+
+# Its type parameters are the ASGI request and response, for `process_response_async`.
+class Cors(falcon.CORSMiddleware[falcon.asgi.Request, falcon.asgi.Response]):
+    """Falcon's CORS policy for the configured origins, plus what it leaves out.
+
+    Falcon's sets `Access-Control-Allow-Origin` to an allowed origin, exposes
+    `EXPOSED_HEADERS`, and turns a preflight's `Allow` into
+    `Access-Control-Allow-Methods`. Added here: `Vary: Origin` on every answer
+    (an answer differs by origin, caches must know), and preflights from an
+    allowed origin answered `204` in `process_resource`, before `Authentication`
+    (a browser sends them without the token), allowing `ALLOWED_HEADERS` rather
+    than echoing whatever was asked. A preflight from any other origin goes on as
+    an ordinary `OPTIONS` request, and gets no CORS headers.
+    """
+
+    def __init__(self, origins: Iterable[str]) -> None:
+        self._origins = frozenset(origins)
+        super().__init__(allow_origins=self._origins, expose_headers=EXPOSED_HEADERS)
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        if self._allowed_preflight(req):
+            resp.status = falcon.HTTP_204
+            resp.set_header("Allow", ", ".join(sorted(map_http_methods(resource))))
+            resp.complete = True  # no other middleware, no responder
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        super().process_response(req, resp, resource, req_succeeded)
+        resp.append_header("Vary", "Origin")
+        if self._allowed_preflight(req) and resp.get_header("Access-Control-Allow-Methods"):
+            resp.set_header("Access-Control-Allow-Headers", ", ".join(ALLOWED_HEADERS))
+
+    def _allowed_preflight(self, req: falcon.Request) -> bool:
+        return (
+            req.method == "OPTIONS"
+            and req.get_header("Access-Control-Request-Method") is not None
+            and req.get_header("Origin") in self._origins
+        )

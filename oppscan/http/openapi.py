@@ -7,6 +7,9 @@ this document and fails on any difference.
 
 Which strategy and symbol names a discover body may list depends on the app:
 pass its names and the document enumerates them (an unknown name is a `400`).
+
+Operations are grouped by `TAGS`, and carry examples (`tests/unit` checks each
+against its schema), which `/docs` shows and fills its "Try it out" with.
 """
 
 from __future__ import annotations
@@ -105,20 +108,130 @@ NOT_MODIFIED = {
 EVERY_RESPONSE = ("X-Served-By", "X-Request-ID")
 
 
-def _answer(description: str, schema: Schema, *headers: str, media: str = JSON) -> Schema:
+def _answer(
+    description: str, schema: Schema, *headers: str, media: str = JSON, example: Any = None
+) -> Schema:
     """A response with a body and headers; every response carries `EVERY_RESPONSE`."""
     names = (*EVERY_RESPONSE, *headers)
+    content: Schema = {"schema": schema}
+    if example is not None:
+        content["example"] = example
     return {
         "description": description,
         "headers": {name: _ref(name, "headers") for name in names},
-        "content": {media: {"schema": schema}},
+        "content": {media: content},
     }
 
 
-def _error(description: str, *codes: str, headers: Sequence[str] = ()) -> Schema:
-    """An error answer: `{"error": one of codes, "detail": text}`."""
+def _error(
+    description: str, *codes: str, headers: Sequence[str] = (), detail: str | None = None
+) -> Schema:
+    """An error answer: `{"error": one of codes, "detail": text}`, its example the first
+    code with `detail` when given."""
     schema = {"allOf": [_ref("Error"), {"properties": {"error": {"enum": list(codes)}}}]}
-    return _answer(description, schema, *headers)
+    example = None if detail is None else {"error": codes[0], "detail": detail}
+    return _answer(description, schema, *headers, example=example)
+
+
+# -- Examples ------------------------------------------------------------------
+
+EXAMPLE_ID = "scan_3f9c2a7d5e1b4c8f9a0d6e2b7c1f4a93"
+EXAMPLE_STRATEGIES = ("momentum", "rsi_reversal")
+EXAMPLE_SYMBOLS = ("BTC-USD", "ETH-USD")
+
+
+def _example_scan(status: str, completed: int, found: int, done: bool) -> Schema:
+    """A scan's status body, two strategies, as the app renders it."""
+    return {
+        "scan_id": EXAMPLE_ID,
+        "status": status,
+        "progress": {
+            "strategies_completed": completed,
+            "total_strategies": 2,
+            "percentage": 50.0 * completed,
+            "opportunities_found_so_far": found,
+        },
+        "created_at": "2025-03-14T09:26:53.589Z",
+        "updated_at": "2025-03-14T09:26:54.112Z" if done else "2025-03-14T09:26:53.901Z",
+        "completed_at": "2025-03-14T09:26:54.112Z" if done else None,
+    }
+
+
+SCANNING = _example_scan("scanning", 1, 1, done=False)
+COMPLETE = _example_scan("complete", 2, 1, done=True) | {"expires_at": "2025-03-14T10:26:54.112Z"}
+ASKED = {"strategies": list(EXAMPLE_STRATEGIES), "symbols": 2, "timeframe": "1h"}
+EXAMPLE_STARTED = {
+    "scan_id": EXAMPLE_ID,
+    "status": "queued",
+    "status_url": f"{API}/opportunities/status/{EXAMPLE_ID}",
+    "results_url": f"{API}/opportunities/results/{EXAMPLE_ID}",
+}
+EXAMPLE_RESULTS = {
+    "scan_id": EXAMPLE_ID,
+    "status": "complete",
+    "opportunities": [
+        {
+            "symbol": "ETH-USD",
+            "strategy": "momentum",
+            "side": "long",
+            "score": 0.82,
+            "entry_price": 3412.5,
+            "stop_loss": 3301.2,
+            "take_profit": 3635.1,
+            "expected_return": 0.0652,
+            "risk_reward": 2.0,
+            "timeframe": "1h",
+            "signal": "20-bar return +6.1% (z +2.3), price above a rising EMA(50)",
+            "as_of": "2025-03-14T09:00:00Z",
+        }
+    ],
+    "strategy_performance": {
+        "momentum": {"status": "ok", "opportunities": 1, "duration_ms": 41},
+        "rsi_reversal": {"status": "ok", "opportunities": 0, "duration_ms": 37},
+    },
+    "metadata": {
+        "total_strategies": 2,
+        "strategies_completed": 2,
+        "symbols_scanned": 2,
+        "timeframe": "1h",
+        "started_at": "2025-03-14T09:26:53.601Z",
+        "completed_at": "2025-03-14T09:26:54.112Z",
+        "duration_ms": 511,
+        "opportunities_total": 1,
+        "market": {
+            "source": "synthetic",
+            "series": 2,
+            "fetched": 2,
+            "cached": 0,
+            "shared": 0,
+            "failed": 0,
+        },
+    },
+}
+
+
+EXAMPLE_PARTIAL = {
+    **SCANNING,
+    "partial": True,
+    "opportunities": EXAMPLE_RESULTS["opportunities"],
+    "strategy_performance": {
+        "momentum": {"status": "ok", "opportunities": 1, "duration_ms": 41},
+    },
+    "metadata": {"total_strategies": 2, "strategies_completed": 1, "opportunities_total": 1},
+}
+
+
+def _discover_example(strategies: Sequence[str] | None, symbols: Sequence[str] | None) -> Schema:
+    """A discover body this app accepts: the README's names where the app has them,
+    else its first ones; symbols left out (all of them) when the app's are unknown."""
+
+    def pick(preferred: Sequence[str], names: Sequence[str]) -> list[str]:
+        return [n for n in preferred if n in names] or list(names[:2])
+
+    body: Schema = {"strategies": pick(EXAMPLE_STRATEGIES, strategies or EXAMPLE_STRATEGIES)}
+    if symbols:
+        body["symbols"] = pick(EXAMPLE_SYMBOLS, symbols)
+    return body | {"timeframe": DEFAULT_TIMEFRAME}
 
 
 # -- Schemas -------------------------------------------------------------------
@@ -334,6 +447,7 @@ RESPONSES: dict[str, Schema] = {
         "`token invalid: why`)",
         "unauthorized",
         headers=["WWW-Authenticate"],
+        detail="a bearer token is required",
     ),
     "Unavailable": _error(
         "Redis cannot be reached, the worker's actors did not answer in time, or the "
@@ -342,12 +456,22 @@ RESPONSES: dict[str, Schema] = {
         "worker_busy",
         "market_unavailable",
         headers=["Retry-After"],
+        detail="the scan store cannot be reached; retry shortly",
     ),
     "StoreUnavailable": _error(
-        "Redis cannot be reached", "store_unavailable", headers=["Retry-After"]
+        "Redis cannot be reached",
+        "store_unavailable",
+        headers=["Retry-After"],
+        detail="the scan store cannot be reached; retry shortly",
     ),
-    "BadScanId": _error("`scan_id` is not `scan_` and 32 lowercase hex digits", "invalid_scan_id"),
-    "NotFound": _error("No such scan for this user (or not retained any more)", "not_found"),
+    "BadScanId": _error(
+        "`scan_id` is not `scan_` and 32 lowercase hex digits",
+        "invalid_scan_id",
+        detail="scan_id must be 'scan_' and 32 lowercase hex digits",
+    ),
+    "NotFound": _error(
+        "No such scan for this user (or not retained any more)", "not_found", detail="no such scan"
+    ),
 }
 AUTHENTICATED = {"401": _ref("Unauthorized", "responses")}
 SCAN_ERRORS = {
@@ -366,15 +490,24 @@ REQUEST_ID_PARAM = {
 }
 
 
+TAGS = [
+    {"name": "scans", "description": "Start scans, follow them, fetch their results, cancel them"},
+    {"name": "catalogue", "description": "The strategies and symbols a scan may use"},
+    {"name": "operations", "description": "Probes, metrics and this document: no token needed"},
+]
+
+
 def _operation(
+    tag: str,
     operation_id: str,
     summary: str,
     responses: Schema,
     parameters: Sequence[Schema] = (),
     **more: Any,
 ) -> Schema:
-    """An operation; every one takes an optional `X-Request-ID`."""
+    """An operation under `tag` (one of `TAGS`); every one takes an optional `X-Request-ID`."""
     return {
+        "tags": [tag],
         "operationId": operation_id,
         "summary": summary,
         "parameters": [_ref("RequestId", "parameters"), *parameters],
@@ -399,16 +532,19 @@ def _links() -> Schema:
     }
 
 
-def _discover() -> Schema:
+def _discover(example: Schema) -> Schema:
+    """Discover, its body's example `example`."""
     started = _answer(
         "Scan registered, or an identical running one joined (`deduplicated`)",
         _discovered({"type": "string", "enum": RUNNING}, "deduplicated", always=False),
         "Location",
+        example=EXAMPLE_STARTED,
     )
     reused = _answer(
         "An identical complete scan reused (`cached`); `force_refresh` starts a new one",
         _discovered({"const": "complete"}, "cached", always=True),
         "Location",
+        example=EXAMPLE_STARTED | {"status": "complete", "cached": True},
     )
     invalid = [
         *("invalid_json", "invalid_body", "unknown_field", "invalid_field", "too_many"),
@@ -430,59 +566,76 @@ def _discover() -> Schema:
         ),
         "503": _ref("Unavailable", "responses"),
     }
-    body = {"required": False, "content": {JSON: {"schema": _ref("DiscoverRequest")}}}
+    content = {JSON: {"schema": _ref("DiscoverRequest"), "example": example}}
+    body = {"required": False, "content": content}
     summary = "Start a scan, join an identical running one, or reuse a finished one"
-    return _operation("discover", summary, responses, requestBody=body)
+    return _operation("scans", "discover", summary, responses, requestBody=body)
 
 
-def _scan_status(description: str, statuses: Sequence[str] | None = None) -> Schema:
+def _scan_status(
+    description: str, example: Schema, statuses: Sequence[str] | None = None
+) -> Schema:
     """A scan's status body, tagged; its `status` is one of `statuses` when given."""
     schema: Schema = _ref("ScanStatus")
     if statuses is not None:
         schema = {"allOf": [schema, {"properties": {"status": {"enum": list(statuses)}}}]}
-    return _answer(description, schema, "X-Scan-Source", "ETag")
+    return _answer(description, schema, "X-Scan-Source", "ETag", example=example)
 
 
 def _status() -> Schema:
     responses = {
-        "200": _scan_status("The scan's status and progress (`Retry-After` while it runs)"),
+        "200": _scan_status(
+            "The scan's status and progress (`Retry-After` while it runs)", SCANNING
+        ),
         "304": NOT_MODIFIED,
         **SCAN_ERRORS,
     }
     summary = "A scan's status and progress"
-    return _operation("scanStatus", summary, responses, parameters=[SCAN_PARAM, IF_NONE_MATCH])
+    parameters = [SCAN_PARAM, IF_NONE_MATCH]
+    return _operation("scans", "scanStatus", summary, responses, parameters=parameters)
 
 
 def _results() -> Schema:
     responses = {
-        "200": _answer("The ranked results", _ref("Results"), "X-Scan-Source", "ETag"),
+        "200": _answer(
+            "The ranked results",
+            _ref("Results"),
+            "X-Scan-Source",
+            "ETag",
+            example=EXAMPLE_RESULTS,
+        ),
         "202": _answer(
             "Still queued or scanning: what it found so far (`partial`), and `Retry-After`",
             _ref("PartialResults"),
             "X-Scan-Source",
             "ETag",
             "Retry-After",
+            example=EXAMPLE_PARTIAL,
         ),
         "304": NOT_MODIFIED,
         **SCAN_ERRORS,
     }
     summary = "A finished scan's ranked results (202 with the status while it runs)"
-    return _operation("scanResults", summary, responses, parameters=[SCAN_PARAM, IF_NONE_MATCH])
+    parameters = [SCAN_PARAM, IF_NONE_MATCH]
+    return _operation("scans", "scanResults", summary, responses, parameters=parameters)
 
 
 def _cancel() -> Schema:
+    cancelled = COMPLETE | {"status": "cancelled", "error": "cancelled by request"}
     responses = {
         "200": _scan_status(
-            "Finished: `cancelled`, or `complete` or `failed` when it finished first", FINISHED
+            "Finished: `cancelled`, or `complete` or `failed` when it finished first",
+            cancelled,
+            FINISHED,
         ),
         "202": _scan_status(
-            "Cancellation requested: it stops at its next strategy boundary", RUNNING
+            "Cancellation requested: it stops at its next strategy boundary", SCANNING, RUNNING
         ),
         **SCAN_ERRORS,
         "409": _error("The scan already finished", "already_finished"),
     }
     summary = "Cancel a queued or running scan at its next strategy boundary"
-    return _operation("cancelScan", summary, responses, parameters=[SCAN_PARAM])
+    return _operation("scans", "cancelScan", summary, responses, parameters=[SCAN_PARAM])
 
 
 def _list_scans() -> Schema:
@@ -493,22 +646,26 @@ def _list_scans() -> Schema:
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST, "default": 50},
     }
     responses = {
-        "200": _answer("The scans, newest first", _ref("ScanList")),
+        "200": _answer(
+            "The scans, newest first",
+            _ref("ScanList"),
+            example={"scans": [SCANNING | {"request": ASKED}, COMPLETE | {"request": ASKED}]},
+        ),
         "400": _error(f"`limit` is not an integer from 1 to {MAX_LIST}", "bad_request"),
         **AUTHENTICATED,
         "503": _ref("StoreUnavailable", "responses"),
     }
     summary = "The caller's retained scans, newest first"
-    return _operation("listScans", summary, responses, parameters=[limit])
+    return _operation("scans", "listScans", summary, responses, parameters=[limit])
 
 
-def _catalogue(operation_id: str, summary: str, schema: str) -> Schema:
-    responses = {"200": _answer(summary, _ref(schema)), **AUTHENTICATED}
-    return _operation(operation_id, summary, responses)
+def _catalogue(operation_id: str, summary: str, schema: str, example: Schema) -> Schema:
+    responses = {"200": _answer(summary, _ref(schema), example=example), **AUTHENTICATED}
+    return _operation("catalogue", operation_id, summary, responses)
 
 
 def _public(operation_id: str, summary: str, responses: Schema) -> Schema:
-    return _operation(operation_id, summary, responses, security=[])
+    return _operation("operations", operation_id, summary, responses, security=[])
 
 
 def _probes() -> dict[str, Schema]:
@@ -516,11 +673,19 @@ def _probes() -> dict[str, Schema]:
     ready = _closed({"status": {"const": "ready"}})
     metrics = _answer("Prometheus text exposition", {"type": "string"}, media="text/plain")
     document = {"type": "object", "required": ["openapi", "info", "paths"]}
+    page = _answer("Swagger UI on this document", {"type": "string"}, media="text/html")
     unavailable = _ref("StoreUnavailable", "responses")
+    alive_example = {"status": "ok", "worker": "web-1:4242"}
     return {
-        "/healthz": _public("health", "The process is alive", {"200": _answer("Alive", alive)}),
+        "/healthz": _public(
+            "health",
+            "The process is alive",
+            {"200": _answer("Alive", alive, example=alive_example)},
+        ),
         "/readyz": _public(
-            "ready", "Redis answers", {"200": _answer("Ready", ready), "503": unavailable}
+            "ready",
+            "Redis answers",
+            {"200": _answer("Ready", ready, example={"status": "ready"}), "503": unavailable},
         ),
         "/metrics": _public(
             "metrics", "Prometheus metrics of every worker of this server", {"200": metrics}
@@ -528,21 +693,48 @@ def _probes() -> dict[str, Schema]:
         "/openapi.json": _public(
             "openapi", "This document", {"200": _answer("The OpenAPI document", document)}
         ),
+        "/docs": _public("docs", "This document in Swagger UI, to read and try", {"200": page}),
     }
 
 
-def _paths() -> dict[str, Schema]:
+STRATEGY_LIST_EXAMPLE = {
+    "strategies": [
+        {
+            "name": "momentum",
+            "description": "Rides a 24-bar move that is large for the symbol's volatility, "
+            "with the EMA(50).",
+        },
+        {
+            "name": "rsi_reversal",
+            "description": "Buys RSI(14) crossing back above 30 from oversold; "
+            "sells it crossing back below 70.",
+        },
+    ]
+}
+
+
+def _paths(strategies: Sequence[str] | None, symbols: Sequence[str] | None) -> dict[str, Schema]:
     api = {
-        routes.DISCOVER: {"post": _discover()},
+        routes.DISCOVER: {"post": _discover(_discover_example(strategies, symbols))},
         routes.STATUS: {"get": _status()},
         routes.RESULTS: {"get": _results()},
         routes.SCANS: {"get": _list_scans()},
         routes.SCAN: {"delete": _cancel()},
         routes.STRATEGIES: {
-            "get": _catalogue("listStrategies", "The strategies a scan may run", "StrategyList")
+            "get": _catalogue(
+                "listStrategies",
+                "The strategies a scan may run",
+                "StrategyList",
+                STRATEGY_LIST_EXAMPLE,
+            )
         },
         routes.SYMBOLS: {
-            "get": _catalogue("listSymbols", "The symbols the market data serves", "SymbolList")
+            "get": _catalogue(
+                "listSymbols",
+                "The symbols the market data serves",
+                "SymbolList",
+                {"symbols": list(EXAMPLE_SYMBOLS)},
+            )
         },
     }
     return api | {path: {"get": op} for path, op in _probes().items()}
@@ -574,10 +766,16 @@ def openapi_document(
             "headers": HEADERS,
             "parameters": {"RequestId": REQUEST_ID_PARAM},
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A JWT whose `sub` is the user: `oppscan token --user demo`",
+                }
             },
         },
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "tags": TAGS,
+        "paths": _paths(strategies, symbols),
     }
     return json.dumps(document, indent=1).encode()

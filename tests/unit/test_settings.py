@@ -165,3 +165,21 @@ def test_bad_ccxt_config_is_rejected_by_name(value: str) -> None:
     """OPPSCAN_CCXT_CONFIG must be a JSON object of objects, by exchange id."""
     with pytest.raises(SettingsError, match="OPPSCAN_CCXT_CONFIG"):
         Settings.from_env({"OPPSCAN_CCXT_CONFIG": value})
+
+
+def test_cors_origins_are_read_as_given_and_none_by_default() -> None:
+    """OPPSCAN_CORS_ORIGINS is a comma-separated list of origins, kept as written; unset, none."""
+    settings = Settings.from_env(
+        {"OPPSCAN_CORS_ORIGINS": "https://app.example.com, http://localhost:5173"}
+    )
+    assert ("https://app.example.com", "http://localhost:5173") == settings.cors_origins
+    assert () == Settings.from_env({}).cors_origins
+
+
+@pytest.mark.parametrize(
+    "value", ["https://app.example.com/", "app.example.com", "*", "https://a.example.com/ui"]
+)
+def test_a_cors_origin_that_no_browser_sends_is_rejected(value: str) -> None:
+    """An origin with a path, a trailing slash, no scheme or a wildcard would never match."""
+    with pytest.raises(SettingsError, match="OPPSCAN_CORS_ORIGINS"):
+        Settings.from_env({"OPPSCAN_CORS_ORIGINS": value})
