@@ -78,6 +78,8 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API; none: no CORS
+    url: str | None = None  # the service `oppscan scan` and its kin talk to
+    token: str | None = field(default=None, repr=False)  # their bearer token
 
     @property
     def lease_ms(self) -> int:
@@ -135,6 +137,8 @@ class Settings:
             jwt_audience=get.text("JWT_AUDIENCE"),
             jwt_issuer=get.text("JWT_ISSUER"),
             cors_origins=_origins(get.text("CORS_ORIGINS")),
+            url=get.text("URL"),
+            token=get.text("TOKEN"),
         )
 
     def secrets(self) -> list[str]:

@@ -183,3 +183,12 @@ def test_a_cors_origin_that_no_browser_sends_is_rejected(value: str) -> None:
     """An origin with a path, a trailing slash, no scheme or a wildcard would never match."""
     with pytest.raises(SettingsError, match="OPPSCAN_CORS_ORIGINS"):
         Settings.from_env({"OPPSCAN_CORS_ORIGINS": value})
+
+
+def test_the_client_commands_read_their_url_and_token() -> None:
+    """OPPSCAN_URL and OPPSCAN_TOKEN are the service and token of `oppscan scan` and its
+    kin; the token never shows in the settings' repr."""
+    settings = Settings.from_env({"OPPSCAN_URL": "http://h:9000", "OPPSCAN_TOKEN": "t0k3n"})
+    assert ("http://h:9000", "t0k3n") == (settings.url, settings.token)
+    assert "t0k3n" not in repr(settings)
+    assert (None, None) == (Settings.from_env({}).url, Settings.from_env({}).token)
