@@ -106,6 +106,7 @@ class ScanState:
     completed_at: str | None = None
     error: str | None = None
     retry_after: float | None = None  # the service's suggested wait before the next poll
+    body: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as sent
 
     @property
     def finished(self) -> bool:
@@ -125,6 +126,7 @@ class ScanState:
             completed_at=body.get("completed_at"),
             error=body.get("error"),
             retry_after=retry_after,
+            body=dict(body),
         )
 
 
