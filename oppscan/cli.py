@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from oppscan import loadtest
+from oppscan import loadtest, scan_cli
 from oppscan.auth import settings_token
 from oppscan.processes import GUNICORN_CONFIG
 from oppscan.settings import PREFIX, Settings, SettingsError
@@ -23,6 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "loadtest":
         return loadtest.run(loadtest.Options.from_args(args))
+    if args.command in scan_cli.COMMANDS:
+        return scan_cli.run(args)
     _parser().print_help()
     return 2
 
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=86400, help="seconds until it expires")
     loadtest.add_arguments(commands.add_parser("loadtest", help="measure throughput and latency"))
+    scan_cli.add_commands(commands)
     return parser
 
 
