@@ -114,9 +114,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     scan = commands.add_parser(
         "scan", parents=[common], help="start a scan, follow it, show its best opportunities"
     )
-    scan.add_argument("--strategies", type=names, help="comma-separated (default: all)")
-    scan.add_argument("--symbols", type=names, help="comma-separated (default: all)")
-    scan.add_argument("--timeframe", help="e.g. 1h (default: the service's)")
+    scan.add_argument(
+        "--strategies", type=names, metavar="A,B", help="comma-separated (default: all)"
+    )
+    scan.add_argument("--symbols", type=names, metavar="X,Y", help="comma-separated (default: all)")
+    scan.add_argument("--timeframe", metavar="TF", help="e.g. 15m, 1h, 1d (default: 1h)")
     scan.add_argument(
         "--force-refresh", action="store_true", help="run again even if an identical scan finished"
     )
@@ -131,7 +133,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cancel = commands.add_parser("cancel", parents=[common], help="cancel a scan")
     cancel.add_argument("scan_id", metavar="SCAN_ID")
     scans = commands.add_parser("scans", parents=[common], help="your scans, newest first")
-    scans.add_argument("--limit", type=positive, default=50, help="at most this many")
+    scans.add_argument("--limit", type=positive, default=50, metavar="N", help="at most N (50)")
     scans.add_argument("--json", action="store_true", help="print the API's document")
 
 
@@ -287,7 +289,9 @@ def _common_arguments() -> argparse.ArgumentParser:
 
 def _shown_arguments(parser: argparse.ArgumentParser, json_help: str, csv: bool = False) -> None:
     """How results are shown: a table of the `--top` best, or a document for scripts."""
-    parser.add_argument("--top", type=positive, default=20, help="opportunities in the table (20)")
+    parser.add_argument(
+        "--top", type=positive, default=20, metavar="N", help="the table shows the best N (20)"
+    )
     formats = parser.add_mutually_exclusive_group()
     formats.add_argument("--json", action="store_true", help=json_help)
     if csv:
