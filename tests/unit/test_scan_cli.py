@@ -112,6 +112,7 @@ class FakeApi:
     polls: int = 0
     errors: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     raises: Callable[[httpx.Request], None] | None = None
+    discovered: Mapping[str, bool] = field(default_factory=dict)  # deduplicated, cached
     seen: list[httpx.Request] = field(default_factory=list)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -127,7 +128,8 @@ class FakeApi:
 
     def _answer(self, route: str) -> httpx.Response:
         if route == "POST /discover":
-            return httpx.Response(202, json={"scan_id": SCAN_ID, "status": "queued"})
+            body = {"scan_id": SCAN_ID, "status": "queued", **self.discovered}
+            return httpx.Response(202, json=body)
         if route == f"GET /status/{SCAN_ID}":
             running, self.polls = self.polls > 0, self.polls - 1
             now = status_body("scanning", 1, 1) if running else status_body(self.ending, 2, 2)
@@ -414,6 +416,22 @@ def test_a_followed_scan_ends_with_its_table(cli: Callable[..., Run]) -> None:
     assert "top 2 of 2 opportunities" in run.out
     assert f"oppscan: {SCAN_ID}: started" in run.err
     assert "2/2 strategies · 2 opportunities" in run.err  # rich's last frame, not a terminal
+
+
+@pytest.mark.parametrize(
+    ("discovered", "notice"),
+    [
+        ({}, "started"),
+        ({"deduplicated": True}, "joined your identical scan, running already"),
+        ({"cached": True}, "an identical scan finished already (--force-refresh runs it again)"),
+    ],
+)
+def test_scan_says_whether_it_started_joined_or_reused_a_scan(
+    cli: Callable[..., Run], discovered: dict[str, bool], notice: str
+) -> None:
+    """The first line on stderr tells a new scan from a joined or a reused one."""
+    run = cli(["scan"], FakeApi(discovered=discovered))
+    assert f"oppscan: {SCAN_ID}: {notice}" == run.err.splitlines()[0]
 
 
 def test_status_json_is_the_services_document(cli: Callable[..., Run]) -> None:
