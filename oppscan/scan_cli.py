@@ -14,14 +14,13 @@ Exit statuses:
          (400, 401, 404, 409, 429 after the client's waits): its detail on stderr
     2    usage error (argparse)
     3    the service is unreachable, or still answered 503 after the client's waits
-    4    `results` of a scan that has not finished
+    4    `results` of a scan that has not finished (what it found so far is printed)
     130  Ctrl-C; a scan being followed keeps running on the server
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from rich.console import Console
 
 from oppscan.auth import settings_token
 from oppscan.client import (
+    ApiError,
     Client,
     OppscanError,
     Results,
@@ -102,6 +102,8 @@ class Target:
             return f"no answer from {text}"
         if isinstance(error, Unavailable):
             return f"{text} (still, after the client's waits)"
+        if isinstance(error, ApiError) and not error.detail:  # not an error oppscan sends
+            return f"{text} (is {self.url} an oppscan service?)"
         if isinstance(error, Unauthorized) and self.signed_with:
             hint = "pass --token or set OPPSCAN_TOKEN"
             return f"{text} (the token was signed here with {self.signed_with}; {hint})"
@@ -169,8 +171,6 @@ def run(args: argparse.Namespace, connect: Connect = Client) -> int:
     except OppscanError as exc:
         _say(target.explain(exc), *getattr(exc, "__notes__", ()))
         return exit_code(exc)
-    except json.JSONDecodeError:
-        return _failed(f"{target.url} did not answer with JSON: is it an oppscan service?")
     except KeyboardInterrupt as exc:
         _say(*getattr(exc, "__notes__", ()))
         return Exit.INTERRUPTED
@@ -196,14 +196,7 @@ def _status(client: Client, args: argparse.Namespace) -> int:
 
 
 def _results(client: Client, args: argparse.Namespace) -> int:
-    results = client.scan(args.scan_id).results()
-    if results is None:
-        return _failed(
-            f"{args.scan_id} has not finished; follow it with: oppscan status --follow "
-            f"{args.scan_id}",
-            Exit.NOT_FINISHED,
-        )
-    return _show(results, args)
+    return _show(client.scan(args.scan_id).results(), args)
 
 
 def _cancel(client: Client, args: argparse.Namespace) -> int:
@@ -244,10 +237,10 @@ def _follow(scan: Scan, args: argparse.Namespace) -> int:
                 results = scan.wait(on_progress=progress)
     except KeyboardInterrupt as exc:
         exc.add_note(f"stopped following {scan.scan_id}; it keeps running on the server")
-        exc.add_note(_follow_hint(scan.scan_id))
+        exc.add_note(_follow_hint(scan.scan_id, again=True))
         raise
     except OppscanError as exc:
-        exc.add_note(_follow_hint(scan.scan_id))
+        exc.add_note(_follow_hint(scan.scan_id, again=True))
         raise
     return _show(results, args)
 
@@ -260,9 +253,15 @@ def _show(results: Results, args: argparse.Namespace) -> int:
         sys.stdout.write(json_text(results.body))
     else:
         _stdout().print(opportunities_table(results, args.top))
+    scan_id = results.body["scan_id"]
+    if results.partial:
+        return _failed(
+            f"{scan_id} has not finished: what it found so far; {_follow_hint(scan_id)}",
+            Exit.NOT_FINISHED,
+        )
     if results.status == "complete":
         return Exit.OK
-    return _failed(f"{results.body['scan_id']} {results.status}: {results.error}")
+    return _failed(f"{scan_id} {results.status}: {results.error}")
 
 
 def _started(scan: Scan) -> str:
@@ -273,8 +272,8 @@ def _started(scan: Scan) -> str:
     return f"{scan.scan_id}: started"
 
 
-def _follow_hint(scan_id: str) -> str:
-    return f"follow it again with: oppscan status --follow {scan_id}"
+def _follow_hint(scan_id: str, again: bool = False) -> str:
+    return f"follow it{' again' if again else ''} with: oppscan status --follow {scan_id}"
 
 
 def _common_arguments() -> argparse.ArgumentParser:

@@ -65,10 +65,12 @@ def opportunities_csv(results: Results) -> str:
 
 
 def opportunities_table(results: Results, top: int) -> Table:
-    """The best `top` opportunities, best first; what the scan covered underneath."""
+    """The best `top` opportunities, best first (so far, while the scan runs); what
+    the scan covered underneath."""
     shown = results.opportunities[:top]
-    total = results.body["metadata"]["opportunities_total"]
+    total = results.body.get("metadata", {}).get("opportunities_total", len(shown))
     title = f"top {len(shown)} of {total} opportunities" if shown else "no opportunities"
+    title += " so far" if results.partial else ""
     table = _table(title, caption=scan_summary(results))
     for heading in ("symbol", "strategy", "side"):
         table.add_column(heading)
@@ -80,12 +82,20 @@ def opportunities_table(results: Results, top: int) -> Table:
 
 
 def scan_summary(results: Results) -> str:
-    """`scan_… complete in 2.4 s` over `3 symbols · 1h · 14 of 14 strategies (12 ok, 2 skipped)`."""
-    meta = results.body["metadata"]
-    outcomes = Counter(p["status"] for p in results.body["strategy_performance"].values())
+    """`scan_… complete in 2.4 s` over `3 symbols · 1h · 14 of 14 strategies (12 ok, 2 skipped)`;
+    `scan_… scanning` over `3 of 14 strategies so far` while it runs."""
+    body = results.body
+    if results.partial:
+        progress = body["progress"]
+        return (
+            f"{body['scan_id']} {results.status}\n{progress['strategies_completed']} of "
+            f"{progress['total_strategies']} strategies so far"
+        )
+    meta = body["metadata"]
+    outcomes = Counter(p["status"] for p in body["strategy_performance"].values())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items()))
     return (
-        f"{results.body['scan_id']} {results.status} in {meta['duration_ms'] / 1000:.1f} s\n"
+        f"{body['scan_id']} {results.status} in {meta['duration_ms'] / 1000:.1f} s\n"
         f"{meta['symbols_scanned']} symbols · {meta['timeframe']} · "
         f"{meta['strategies_completed']} of {meta['total_strategies']} strategies "
         f"({counts or 'none run'})"

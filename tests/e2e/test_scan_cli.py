@@ -124,11 +124,21 @@ def test_a_refused_request_exits_1_with_the_servers_detail(
     assert "momentum" in unknown.stderr  # the detail lists the valid ones
 
 
-def test_cancel_ends_a_running_scan(server: GunicornServer, env: dict[str, str]) -> None:
-    """`oppscan cancel` exits 0; following the scan then exits 1: it was cancelled."""
+def test_results_of_a_running_scan_then_cancel_it(
+    server: GunicornServer, env: dict[str, str]
+) -> None:
+    """`results` of a running scan prints what it found so far and exits 4; `cancel`
+    exits 0; following the scan then exits 1: it was cancelled."""
     with Client(server.url, server.token("dan")) as client:
         scan = client.discover()  # every symbol: runs for a while
         token = ["--url", server.url, "--token", server.token("dan")]
+        so_far = oppscan(env, "results", scan.scan_id, "--json", *token)
+        assert 4 == so_far.returncode, so_far.stderr
+        assert (True, scan.scan_id) == (
+            json.loads(so_far.stdout)["partial"],
+            json.loads(so_far.stdout)["scan_id"],
+        )
+        assert "has not finished" in so_far.stderr
         cancelled = oppscan(env, "cancel", scan.scan_id, *token)
         assert 0 == cancelled.returncode, cancelled.stderr
         assert f"oppscan: {scan.scan_id} cancel" in cancelled.stderr

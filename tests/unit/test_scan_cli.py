@@ -103,6 +103,19 @@ def results_body(status: str = "complete") -> dict[str, Any]:
     return body
 
 
+def partial_body() -> dict[str, Any]:
+    """What a running scan's results answer (202) holds: its status and what it found."""
+    return {
+        **status_body("scanning", 1, 1),
+        "partial": True,
+        "opportunities": [BEST],
+        "strategy_performance": {
+            "momentum": {"status": "ok", "opportunities": 1, "duration_ms": 40},
+        },
+        "metadata": {"total_strategies": 2, "strategies_completed": 1, "opportunities_total": 1},
+    }
+
+
 @dataclass
 class FakeApi:
     """The API of one scan, running for `polls` more status polls, then ended as `ending`.
@@ -136,7 +149,7 @@ class FakeApi:
             return httpx.Response(200, json=now)
         if route == f"GET /results/{SCAN_ID}":
             if self.polls > 0:
-                return httpx.Response(202, json=status_body("scanning", 1, 1))
+                return httpx.Response(202, json=partial_body())
             return httpx.Response(200, json=results_body(self.ending))
         if route == f"DELETE /scans/{SCAN_ID}":
             return httpx.Response(202, json=status_body("scanning", 1, 1))
@@ -159,7 +172,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OPPSCAN_SECRET", SECRET)
 
-    def run(argv: list[str], api: FakeApi | None = None) -> Run:
+    def run(argv: list[str], api: Callable[[httpx.Request], httpx.Response] | None = None) -> Run:
         transport = httpx.MockTransport(api or FakeApi())
 
         def connect(url: str, token: str) -> Client:
@@ -317,12 +330,36 @@ def test_no_answer_exits_3(cli: Callable[..., Run]) -> None:
     assert 1 == run.err.count("\n")
 
 
-def test_results_of_a_running_scan_exit_4(cli: Callable[..., Run]) -> None:
-    """Not finished is neither success nor failure: 4, and how to follow it."""
-    run = cli(["results", SCAN_ID, "--csv"], FakeApi(polls=5))
+def test_an_answer_not_from_oppscan_asks_whether_the_url_is_right(
+    cli: Callable[..., Run],
+) -> None:
+    """An error page of some other server (no oppscan error body) exits 1 with a hint."""
+
+    def elsewhere(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="<html>Not Found</html>")
+
+    run = cli(["scans", "--url", "http://127.0.0.1:8080"], elsewhere)
+    assert Exit.FAILED == run.code
+    assert "oppscan: 404 error: (is http://127.0.0.1:8080 an oppscan service?)\n" == run.err
+
+
+def test_results_of_a_running_scan_exit_4_after_what_it_found_so_far(
+    cli: Callable[..., Run],
+) -> None:
+    """Not finished is neither success nor failure: 4. What it found so far is printed
+    all the same, and stderr says how to follow it."""
+    api = FakeApi(polls=5)
+    run = cli(["results", SCAN_ID, "--csv"], api)
     assert Exit.NOT_FINISHED == run.code
-    assert f"oppscan status --follow {SCAN_ID}" in run.err
-    assert "" == run.out
+    assert ["BTC-USD"] == [row["symbol"] for row in csv.DictReader(io.StringIO(run.out))]
+    assert (
+        f"has not finished: what it found so far; follow it with: oppscan status --follow {SCAN_ID}"
+        in run.err
+    )
+    assert partial_body() == json.loads(cli(["results", SCAN_ID, "--json"], api).out)
+    table = cli(["results", SCAN_ID], api)
+    assert (Exit.NOT_FINISHED, True) == (table.code, "top 1 of 1 opportunities so far" in table.out)
+    assert f"{SCAN_ID} scanning 1 of 2 strategies so far" in " ".join(table.out.split())
 
 
 def test_ctrl_c_while_following_exits_130_and_says_how_to_follow_again(
