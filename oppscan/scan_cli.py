@@ -3,7 +3,8 @@ through `oppscan.client`.
 
 The service is `--url`, else `OPPSCAN_URL`, else http://127.0.0.1:8000; the
 token `--token`, else `OPPSCAN_TOKEN`, else one signed here for `--user` with
-the local secret (as `oppscan token` does). Tables and the progress bar are for
+the secret at hand (`OPPSCAN_SECRET`, or the data dir's, as `oppscan token`
+does; never a new one). Tables and the progress bar are for
 people; `--json` and `--csv` print only the document, for scripts. Messages go
 to stderr, one line each.
 
@@ -74,6 +75,10 @@ def exit_code(error: OppscanError) -> Exit:
     return Exit.FAILED
 
 
+class NoToken(Exception):
+    """Neither a token given nor a secret at hand to sign one."""
+
+
 @dataclass(frozen=True)
 class Target:
     """The service to talk to, and the token to show it."""
@@ -88,12 +93,14 @@ class Target:
         token = args.token or settings.token
         if token:
             return cls(url, token)
-        origin = (
-            "OPPSCAN_SECRET"
-            if settings.secrets()
-            else str((settings.data_dir / "secret").absolute())
-        )
-        return cls(url, settings_token(settings, args.user, TOKEN_TTL), origin)
+        secret = settings.available_secret()  # never a new one: the server would refuse it
+        if secret is None:
+            raise NoToken(
+                "no token: pass --token or set OPPSCAN_TOKEN (or OPPSCAN_SECRET, or "
+                "OPPSCAN_DATA_DIR, to the server's, to sign one here)"
+            )
+        origin = "OPPSCAN_SECRET" if settings.secrets() else str(settings.secret_file.resolve())
+        return cls(url, settings_token(settings, args.user, TOKEN_TTL, secret), origin)
 
     def explain(self, error: OppscanError) -> str:
         """The error on one line, with what may help."""
@@ -163,7 +170,9 @@ def run(args: argparse.Namespace, connect: Connect = Client) -> int:
         target = Target.resolve(args, Settings.from_env())
     except SettingsError as exc:
         return _failed(str(exc))
-    except OSError as exc:  # the data dir's secret cannot be read or made
+    except NoToken as exc:
+        return _failed(str(exc))
+    except OSError as exc:  # the data dir's secret cannot be read
         return _failed(f"no token: {exc}; pass --token or set OPPSCAN_TOKEN")
     try:
         with connect(target.url, target.token) as client:

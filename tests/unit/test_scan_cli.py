@@ -30,6 +30,7 @@ from oppscan.client import (
 )
 from oppscan.scan_cli import Exit, exit_code
 from oppscan.scan_view import CSV_COLUMNS
+from oppscan.settings import Settings
 
 SCAN_ID = "scan_" + "ab" * 16
 SECRET = "unit-secret-0123456789abcdefghijklmnop"
@@ -415,6 +416,27 @@ def test_url_and_token_come_from_flags_then_environment_then_defaults(
         api.seen[-1].url.host,
         api.seen[-1].headers["Authorization"],
     )
+
+
+def test_without_a_token_or_a_secret_at_hand_nothing_is_sent(
+    cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --token, no OPPSCAN_TOKEN, no secret: exit 1 saying what to pass; no secret
+    is made (the server would refuse its tokens). With the data dir's secret, a token
+    is signed with it."""
+    monkeypatch.delenv("OPPSCAN_SECRET")
+    secret_file = Settings.from_env().secret_file
+    api = FakeApi()
+    run = cli(["scans"], api)
+    assert Exit.FAILED == run.code
+    assert run.err.startswith("oppscan: no token: pass --token or set OPPSCAN_TOKEN")
+    assert ([], False) == (api.seen, secret_file.exists())
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_text("data-dir-secret-0123456789abcdefghijkl")
+    assert Exit.OK == cli(["scans", "--user", "ivy"], api).code
+    signed = api.seen[-1].headers["Authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(signed, "data-dir-secret-0123456789abcdefghijkl", algorithms=["HS256"])
+    assert "ivy" == claims["sub"]
 
 
 # -- what is printed --------------------------------------------------------------------
