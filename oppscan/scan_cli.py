@@ -4,9 +4,9 @@ through `oppscan.client`.
 The service is `--url`, else `OPPSCAN_URL`, else http://127.0.0.1:8000; the
 token `--token`, else `OPPSCAN_TOKEN`, else one signed here for `--user` with
 the secret at hand (`OPPSCAN_SECRET`, or the data dir's, as `oppscan token`
-does; never a new one). Tables and the progress bar are for
-people; `--json` and `--csv` print only the document, for scripts. Messages go
-to stderr, one line each.
+does; never a new one). Tables and the progress bar are for people; `--json`
+and `--csv` print only the document, for scripts. Messages go to stderr, one
+line each.
 
 Exit statuses:
 
