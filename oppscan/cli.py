@@ -1,4 +1,5 @@
-"""The `oppscan` command: `serve` the API, print a `token`, run a `loadtest`."""
+"""The `oppscan` command: `serve` the API, print a `token`, run a `loadtest`, and
+use the API: `scan`, `status`, `results`, `cancel`, `scans` (`oppscan/scan_cli.py`)."""
 
 from __future__ import annotations
 
