@@ -63,19 +63,25 @@ class LocustTransport(httpx.BaseTransport):
         self._session = session
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
+        timeout = request.extensions.get("timeout", {}).get("read")
         answer = self._session.request(
             request.method,
             str(request.url),
             headers=dict(request.headers),
             data=request.content or None,
-            name=SCAN_ID.sub("[scan_id]", path),
+            name=SCAN_ID.sub("[scan_id]", request.url.path),
+            timeout=timeout,
         )
+        if answer.status_code == 0:  # Locust's answer when none came (refused, reset)
+            raise httpx.ConnectError(str(answer.error), request=request)
+        # requests has decoded the body already: drop what says it is still encoded.
+        headers = {
+            name: value
+            for name, value in answer.headers.items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        }
         return httpx.Response(
-            answer.status_code,
-            headers=dict(answer.headers),
-            content=answer.content,
-            request=request,
+            answer.status_code, headers=headers, content=answer.content, request=request
         )
 
 

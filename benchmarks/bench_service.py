@@ -266,7 +266,7 @@ def cache_path(bench: Bench, servers: Servers) -> None:
     targets: dict[str, Target] = {
         "status": (main, main.url + status_path(scan_id)),
         "results": (main, main.url + results_path(scan_id)),
-        "status_304": (main, main.url + status_path(scan_id), f'"{etag}"'),
+        "status_304": (main, main.url + status_path(scan_id), etag or ""),
         "hello": (servers.hello2, servers.hello2.url + HELLO),
     }
     warm(bench, [targets["status"], targets["results"]])

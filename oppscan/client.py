@@ -194,11 +194,14 @@ class Client:
             headers["Authorization"] = f"Bearer {self.token}"
         if self.spread:
             headers["Connection"] = "close"
+        # Spread: a connection per request, as many at once as the callers make.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
         self._http = httpx.Client(
             base_url=self.url.rstrip("/"),
             headers=headers,
             timeout=self.timeout,
             transport=self.transport,
+            limits=limits if self.spread else httpx.Limits(),
         )
 
     def __enter__(self) -> Client:
@@ -269,7 +272,7 @@ class Client:
 
         A 304 (the `etag` sent is current) comes back as an Answer with no body.
         """
-        headers = {"If-None-Match": f'"{etag}"'} if etag else {}
+        headers = {"If-None-Match": etag} if etag else {}
         for attempt in range(self.retries + 1):
             answer = self.send(method, path, json=json, params=params, headers=headers)
             if answer.status < 400 or answer.status == 304:
@@ -297,11 +300,10 @@ class Client:
             )
         except httpx.TransportError as exc:
             raise ServiceUnreachable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
-        etag = response.headers.get("ETag")
         return Answer(
             response.status_code,
             _json(response),
-            etag.strip('"') if etag else None,
+            response.headers.get("ETag"),  # as sent (quoted, maybe weak): sent back so
             _seconds(response.headers.get("Retry-After")),
             response.headers.get("X-Served-By"),
             response.headers.get("X-Scan-Source"),

@@ -163,6 +163,9 @@ class ScanService:
             if answer.source == "actor":
                 return answer
             raise
+        behind = partial is None or partial.snapshot.completed < answer.snapshot.completed
+        if answer.source == "actor" and behind:
+            return answer  # Redis lost some of it; its owner is writing it back
         if partial is None or partial.snapshot.user != user:
             raise ScanNotFound(scan_id)  # its retention ended just now
         if partial.snapshot.results is not None:

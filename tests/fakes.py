@@ -48,6 +48,7 @@ class FakeStore:
         self.records: dict[str, FakeRecord] = {}
         self.dedup: dict[tuple[str, str], str] = {}
         self.outages = 0
+        self.restarted = False  # server_restarted answers True once when set
         self.outage_reason = "ConnectionError"  # or "TimeoutError": sent, maybe applied
         self.rate_wait = 0  # seconds hit_rate answers; 0: within the limit
         self.applied_then_timeout: set[str] = set()  # calls that land, then time out once
@@ -210,7 +211,8 @@ class FakeStore:
 
     def server_restarted(self) -> bool:
         self._enter("server_restarted")
-        return False
+        restarted, self.restarted = self.restarted, False
+        return restarted
 
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None:
         self._enter("request_cancel")

@@ -30,6 +30,7 @@ log = get_logger("oppscan.registry")
 # final write may be among the last writes a crashed Redis lost, and a restart may
 # be noticed only once an outage ends.
 FINISHED_KEPT = 120.0
+FINISHED_KEPT_MAX = 256  # and no more than these, newest kept
 
 
 class Told:
@@ -98,7 +99,7 @@ class RegistryActor(pykka.ThreadingActor):
         self._view.remember(finished.final)
         now = time.monotonic()
         kept = [f for f in self._view.recently_finished() if now - f.at < FINISHED_KEPT]
-        self._view.publish_finished([*kept, finished])
+        self._view.publish_finished([*kept, finished][-FINISHED_KEPT_MAX:])
         self._forget(finished.final.scan_id, finished.job.epoch)
 
     def scan_released(self, scan_id: str, epoch: Epoch) -> None:

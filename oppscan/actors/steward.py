@@ -8,21 +8,24 @@ any request having to fail first.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
+from datetime import UTC, datetime
 
 from oppscan.actors.proxies import RegistryProxy
-from oppscan.actors.views import RegistryView
+from oppscan.actors.views import Finished, RegistryView
 from oppscan.logs import get_logger
 from oppscan.metrics import LEASES, REDIS_RECONNECTS
 from oppscan.model import new_epoch_tag
 from oppscan.settings import Settings
-from oppscan.storage import Restored, Store, StoreUnavailable
+from oppscan.storage import Restored, Store, StoreUnavailable, Written
 
 log = get_logger("oppscan.steward")
 
 TICK = 0.25
+RESTART_CLAIM_PAUSE = 2.0  # seconds without claiming lapsed scans after Redis restarted
 
 
 class Steward:
@@ -44,6 +47,8 @@ class Steward:
         self._timeout = settings.ask_timeout
         self._next_renew = 0.0
         self._unanswered: dict[str, str] = {}  # claims whose answer was lost: scan id -> tag
+        self._to_write_back: dict[str, Finished] = {}  # finished here, Redis restarted since
+        self._claims_paused_until = 0.0
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="steward", daemon=True)
 
@@ -73,32 +78,48 @@ class Steward:
         if self._store.breaker.is_open and not self._reconnect():
             return
         if self._store.server_restarted():
-            # It may hold less than before (empty, or without its last writes).
+            # It may hold less than before (empty, or without its last writes). Owners
+            # write back first: a lapsed lease is not claimed until they had the time.
             log.warning("store_restarted")
             self._registry.store_recovered.defer()
-            self._write_back_finished()
+            self._to_write_back = {f.job.scan_id: f for f in self._view.recently_finished()}
+            self._claims_paused_until = time.monotonic() + RESTART_CLAIM_PAUSE
             self._next_renew = 0.0
+        if self._to_write_back:
+            self._write_back_finished()
         if time.monotonic() >= self._next_renew:
             self._renew()
-        self._claim()
+        if time.monotonic() >= self._claims_paused_until:
+            self._claim()
 
     def _write_back_finished(self) -> None:
         """Scans finished here lately may have lost their final write with the rest:
         write them back as they finished, under the epoch that finished them (an
-        owner that took one over since keeps it: the write is fenced off)."""
-        for finished in self._view.recently_finished():
-            job = finished.job
-            restored = self._store.restore(
-                job,
-                self._worker,
-                finished.results,
-                finished.final.updated_at,
-                self._lease_ms,
-                recreate=True,
-            )
-            if restored is Restored.WRITTEN:
-                self._store.finish(finished.final, job.epoch, finished.digest, finished.ttl)
-                log.warning("scan_finish_restored", scan_id=job.scan_id, epoch=str(job.epoch))
+        owner that took one over since keeps it: the write is fenced off), for what
+        is left of their retention. One the store could not take is tried again on
+        the next tick; one whose retention ended is let go."""
+        for scan_id, finished in list(self._to_write_back.items()):
+            left = finished.seconds_left(datetime.now(UTC))
+            if left > 0 and not self._written_back(finished, math.ceil(left)):
+                continue  # Redis forgot the claim between restore and finish: again
+            del self._to_write_back[scan_id]
+
+    def _written_back(self, finished: Finished, ttl: int) -> bool:
+        job = finished.job
+        restored = self._store.restore(
+            job,
+            self._worker,
+            finished.results,
+            finished.final.updated_at,
+            self._lease_ms,
+            recreate=True,
+        )
+        if restored is not Restored.WRITTEN:
+            return True  # still finished, or another owner's now
+        outcome = self._store.finish(finished.final, job.epoch, finished.digest, ttl)
+        if outcome is None:
+            log.warning("scan_finish_restored", scan_id=job.scan_id, epoch=str(job.epoch))
+        return outcome is not Written.FORGOTTEN
 
     def _reconnect(self) -> bool:
         if not self._store.probe():

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -99,6 +100,12 @@ class Finished:
     digest: str
     ttl: int
     at: float = field(default_factory=time.monotonic)
+
+    def seconds_left(self, now: datetime) -> float:
+        """What is left of its retention (its whole TTL when it says no end)."""
+        if self.final.expires_at is None:
+            return float(self.ttl)
+        return (parse_iso(self.final.expires_at) - now).total_seconds()
 
 
 @dataclass(frozen=True)

@@ -535,9 +535,11 @@ def _links() -> Schema:
 def _discover(example: Schema) -> Schema:
     """Discover, its body's example `example`."""
     started = _answer(
-        "Scan registered, or an identical running one joined (`deduplicated`)",
+        "Scan registered, or an identical running one joined (`deduplicated`); "
+        "`Retry-After` says when to poll",
         _discovered({"type": "string", "enum": RUNNING}, "deduplicated", always=False),
         "Location",
+        "Retry-After",
         example=EXAMPLE_STARTED,
     )
     reused = _answer(

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -19,10 +20,12 @@ from oppscan.actors import (
     ScanJob,
 )
 from oppscan.actors.proxies import RegistryProxy, registry_proxy
+from oppscan.actors.scan import first_snapshot
 from oppscan.actors.steward import Steward
-from oppscan.model import Epoch, ScanParams, ScanSnapshot, ScanStatus, now_iso
+from oppscan.actors.views import Finished
+from oppscan.model import Epoch, ScanParams, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.settings import Settings
-from oppscan.storage import LeaseState, NewScan
+from oppscan.storage import LeaseState, NewScan, Restored, StoreUnavailable
 from tests.fakes import FakeStore, FakeStrategy, feeds, immediate
 from tests.support.polling import poll_until
 
@@ -203,3 +206,80 @@ def test_a_worker_whose_registry_failed_renews_no_lease(
     store.calls.clear()
     steward.tick()
     assert [] == store.calls
+
+
+def finished_scan(store: FakeStore, scan_id: str, expires_in: float) -> Finished:
+    """A scan finished here, as the registry keeps it, whose record Redis then lost."""
+    params = ScanParams(("held",), ("SYM0",), "1h")
+    created = now_iso()
+    scan = NewScan(scan_id, "alice", params, created, "unit:1")
+    store.register(scan, 10_000)
+    job = scan.job()
+    end = (datetime.now(UTC) + timedelta(seconds=expires_in)).isoformat()
+    final = replace(
+        first_snapshot(job),
+        status=ScanStatus.COMPLETE,
+        completed=1,
+        completed_at=created,
+        results=b"{}",
+        expires_at=end.replace("+00:00", "Z"),
+    )
+    store.records.pop(scan_id)  # Redis came back without it
+    result = StrategyResult("held", "ok", (), 1)
+    return Finished(job, final, (result,), params.digest(), 60)
+
+
+def steward_after_restart(
+    store: FakeStore, finished: list[Finished]
+) -> tuple[Steward, RegistryView]:
+    view = RegistryView(60.0, 100, 60)
+    view.publish_finished(finished)
+    proxy = registry_proxy(RegistryActor.start(view, lambda registrar: None))  # type: ignore[arg-type,return-value]
+    store.restarted = True
+    return Steward(store, proxy, view, "unit:1", Settings(redis_url="redis://unused")), view
+
+
+def test_a_scan_finished_here_is_written_back_finished_after_a_restart() -> None:
+    """Redis restarted without a scan this worker finished: it is written back finished,
+    with what is left of its retention, and claims wait meanwhile."""
+    store = FakeStore()
+    kept = finished_scan(store, "scan_" + "1" * 32, expires_in=30)
+    steward, _ = steward_after_restart(store, [kept])
+    steward.tick()
+    assert ScanStatus.COMPLETE == store.records[kept.job.scan_id].snapshot.status
+    assert "claimable" not in store.calls
+
+
+class FlakyRestore(FakeStore):
+    """A store whose first restore finds Redis gone again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def restore(self, *args: Any, **kwargs: Any) -> Restored:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("ConnectionError")
+        return super().restore(*args, **kwargs)
+
+
+def test_a_write_back_the_store_could_not_take_is_tried_again() -> None:
+    """The first write-back fails: the next tick writes the scan back."""
+    store = FlakyRestore()
+    kept = finished_scan(store, "scan_" + "2" * 32, expires_in=30)
+    steward, _ = steward_after_restart(store, [kept])
+    with pytest.raises(StoreUnavailable):
+        steward.tick()
+    assert kept.job.scan_id not in store.records
+    steward.tick()
+    assert ScanStatus.COMPLETE == store.records[kept.job.scan_id].snapshot.status
+
+
+def test_a_scan_whose_retention_ended_is_not_brought_back() -> None:
+    """Nothing lingers: a finished scan past its `expires_at` stays gone."""
+    store = FakeStore()
+    gone = finished_scan(store, "scan_" + "3" * 32, expires_in=-1)
+    steward, _ = steward_after_restart(store, [gone])
+    steward.tick()
+    assert gone.job.scan_id not in store.records
