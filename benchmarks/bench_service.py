@@ -274,6 +274,9 @@ def cache_path(bench: Bench, servers: Servers) -> None:
     meter = commands.Meter(bench.store)
     runs = compare(bench, targets)
     window = meter.stop()
+    conditional = {s for r in runs["status_304"] for s in r.load.counts("status")}
+    if conditional != {"304"}:  # else 3d would time whole answers, not 304s
+        raise RuntimeError(f"conditional reads were answered {sorted(conditional)}, not 304")
     requests = sum(r.load.requests for r in runs["status"] + runs["results"] + runs["status_304"])
     per_request = window.per_request(requests, idle)
     for name, key in (("status", "3a"), ("results", "3b")):
