@@ -267,19 +267,26 @@ class Client:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         etag: str | None = None,
+        deadline: float | None = None,
     ) -> Answer:
         """One call; a 429 or 503 is retried after its Retry-After, `retries` times.
 
-        A 304 (the `etag` sent is current) comes back as an Answer with no body.
+        A wait longer than `max_wait`, or past `deadline` (time.monotonic()), is not
+        waited: the error is raised at once, with its `retry_after`. A 304 (the
+        `etag` sent is current) comes back as an Answer with no body.
         """
         headers = {"If-None-Match": etag} if etag else {}
         for attempt in range(self.retries + 1):
             answer = self.send(method, path, json=json, params=params, headers=headers)
             if answer.status < 400 or answer.status == 304:
                 return answer
+            pause = answer.retry_after or 1.0
+            late = deadline is not None and time.monotonic() + pause > deadline
             if answer.status not in RETRY_STATUSES or attempt == self.retries:
                 raise _error(answer)
-            self.sleep(min(self.max_wait, answer.retry_after or 1.0))
+            if pause > self.max_wait or late:
+                raise _error(answer)
+            self.sleep(pause)
         raise AssertionError("unreachable")
 
     def send(
@@ -330,9 +337,11 @@ class Scan:
     def __repr__(self) -> str:
         return f"Scan({self.scan_id!r})"
 
-    def status(self) -> ScanState:
+    def status(self, deadline: float | None = None) -> ScanState:
+        """The scan's status now (a 304 when unchanged since the last one); waits for
+        a 429 or 503 only until `deadline` (time.monotonic())."""
         path = f"{API}/opportunities/status/{self.scan_id}"
-        answer = self.client.request("GET", path, etag=self._state_tag)
+        answer = self.client.request("GET", path, etag=self._state_tag, deadline=deadline)
         if answer.status == 304 and self._state is not None:
             self._state = _with_retry_after(self._state, answer.retry_after)
         else:
@@ -369,9 +378,9 @@ class Scan:
         last: ScanState | None = None
         while True:
             try:
-                state = self.status()
+                state = self.status(deadline)
             except Unavailable as exc:  # the store is down: ride it out
-                pause = exc.retry_after or 1.0
+                pause = min(self.client.max_wait, exc.retry_after or 1.0)
             else:
                 if on_progress is not None and _changed(last, state):
                     on_progress(state)

@@ -81,3 +81,29 @@ def test_a_429_names_the_wait() -> None:
     with pytest.raises(RateLimited) as raised:
         client(answer, retries=0).discover()
     assert (7.0, "slow down") == (raised.value.retry_after, raised.value.detail)
+
+
+def test_a_wait_longer_than_max_wait_is_not_waited() -> None:
+    """Retry-After 120 with max_wait 30: raised at once, with the wait it asked for."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = {"error": "rate_limited", "detail": "later"}
+        return httpx.Response(429, json=body, headers={"Retry-After": "120"})
+
+    api = client(answer, max_wait=30.0)
+    with pytest.raises(RateLimited) as raised:
+        api.discover()
+    assert (120.0, []) == (raised.value.retry_after, api.waits)  # type: ignore[attr-defined]
+
+
+def test_wait_keeps_to_its_timeout_through_outages() -> None:
+    """A store that stays down: wait() gives up at its timeout, not after every retry."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = {"error": "store_unavailable", "detail": "down"}
+        return httpx.Response(503, json=body, headers={"Retry-After": "1"})
+
+    api = client(answer, retries=5)
+    with pytest.raises(TimeoutError):
+        api.scan(SCAN).wait(timeout=0.5)
+    assert [] == api.waits  # type: ignore[attr-defined]
