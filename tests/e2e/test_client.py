@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from oppscan.client import (
@@ -20,20 +19,8 @@ from oppscan.client import (
     Unauthorized,
 )
 from oppscan.processes import free_port
+from tests.support.recording import Recording
 from tests.support.server import GunicornServer
-
-
-class Recording(httpx.HTTPTransport):
-    """The real transport, remembering each answer's status."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.statuses: list[int] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        self.statuses.append(response.status_code)
-        return response
 
 
 @pytest.fixture

@@ -6,24 +6,10 @@ from __future__ import annotations
 import signal
 import threading
 
-import httpx
-
 from oppscan.client import Client, ScanState
 from oppscan.storage import EmbeddedRedis
 from tests.faults.conftest import ServerFactory
-
-
-class Recording(httpx.HTTPTransport):
-    """The real transport, remembering each answer's status."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.statuses: list[int] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        self.statuses.append(response.status_code)
-        return response
+from tests.support.recording import Recording
 
 
 def test_a_redis_outage_mid_wait_is_ridden_out(
