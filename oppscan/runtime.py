@@ -7,6 +7,8 @@ never in the master.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -138,6 +140,13 @@ def count_rate_limited(venue: str) -> None:
     MARKET_FETCHES.labels(f"ccxt:{venue}", "rate_limited").inc()
 
 
+def options_digest(options: Mapping[str, object]) -> str:
+    """A short digest of a source's options: deployments that point one exchange id at
+    different endpoints (a testnet, a region) never share cached series."""
+    text = json.dumps(options, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
 def market_feeds(
     settings: Settings,
     shared: MarketStore | None,
@@ -147,7 +156,11 @@ def market_feeds(
     """The strategy pool, the series cache (over `shared`, the Redis side) and the
     fetch threads that every scan of this worker uses."""
     cache = SeriesCache(
-        market, shared, settings.market_cache_mb * 1024 * 1024, settings.fetch_timeout
+        market,
+        shared,
+        settings.market_cache_mb * 1024 * 1024,
+        settings.fetch_timeout,
+        variant=options_digest(settings.ccxt_config) if settings.ccxt_config else "",
     )
     fetchers = FetchPool(settings.fetch_concurrency)
     return Feeds(strategy_pool(settings, strategies), cache, fetchers, strategies)

@@ -109,8 +109,10 @@ class SeriesCache:
         memory_bytes: int,
         fetch_timeout: float,
         clock: Callable[[], float] = time.time,
+        variant: str = "",
     ) -> None:
         self.market = market
+        self._variant = variant  # what else tells this source's copies apart (its options)
         self._shared = shared
         self._fetch_timeout = fetch_timeout
         self._clock = clock
@@ -292,7 +294,8 @@ class SeriesCache:
         MARKET_FETCHES.labels(source_label(self.market, key.venue), how.value).inc()
 
     def _name(self, key: SeriesKey, tag: str) -> str:
-        parts = (self.market.name, key.kind, key.venue, key.symbol, key.timeframe, tag)
+        source = f"{self.market.name}#{self._variant}" if self._variant else self.market.name
+        parts = (source, key.kind, key.venue, key.symbol, key.timeframe, tag)
         return f"v{ENCODING_VERSION}|" + "|".join(parts)
 
 

@@ -258,3 +258,12 @@ def test_closing_a_worker_gives_up_its_claims(market_store: MarketStore, redis_u
         cache.close()
         assert [] == raw.keys("oppscan:series:*:fetching")
         fetching.result(10)
+
+
+def test_a_source_with_other_options_shares_no_copies(market_store: MarketStore) -> None:
+    """The same exchange id with other options (a testnet, say) is another source: its
+    workers fetch for themselves rather than read the other's copies."""
+    mainnet, testnet = SlowMarket(), SlowMarket()
+    SeriesCache(mainnet, market_store, 1 << 20, 10.0, variant="aaaa").get(KEY)
+    got = SeriesCache(testnet, market_store, 1 << 20, 10.0, variant="bbbb").get(KEY)
+    assert (Obtained.FETCHED, 1, 1) == (got.how, mainnet.fetches, testnet.fetches)

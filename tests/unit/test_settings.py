@@ -192,3 +192,15 @@ def test_the_client_commands_read_their_url_and_token() -> None:
     assert ("http://h:9000", "t0k3n") == (settings.url, settings.token)
     assert "t0k3n" not in repr(settings)
     assert (None, None) == (Settings.from_env({}).url, Settings.from_env({}).token)
+
+
+def test_the_options_digest_tells_endpoints_apart_and_ignores_key_order() -> None:
+    """Two configs differing in an endpoint differ; the same config in another key
+    order does not."""
+    from oppscan.runtime import options_digest
+
+    main = {"binance": {"urls": {"api": {"public": "https://api.binance.com"}}, "x": 1}}
+    same = {"binance": {"x": 1, "urls": {"api": {"public": "https://api.binance.com"}}}}
+    test = {"binance": {"urls": {"api": {"public": "https://testnet.binance.vision"}}, "x": 1}}
+    assert options_digest(main) == options_digest(same)
+    assert options_digest(main) != options_digest(test)
