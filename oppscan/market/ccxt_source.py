@@ -59,6 +59,7 @@ _T = TypeVar("_T")
 BURST_SECONDS = 1.0
 FUNDING_PERIODS = 90  # 30 days of 8h funding
 DEFAULT_TIMEOUT_MS = 10_000
+LOAD_RETRY = 5.0  # seconds a failed market load answers at once, before another try
 DEFAULT_PAGE = 500  # bars per request when ccxt does not know the exchange's page size
 _MARKET_TYPES = ("spot", "linear", "swap")  # spot bars, and linear perpetuals for funding
 _RATE_LIMITED = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)  # 418 and 429, not related
@@ -220,6 +221,23 @@ class _Venue:
         self.config = config  # credentials are merged in only when an instance is made
         self.lock = threading.Lock()
         self.loaded: Exchange | None = None  # the instance that loaded the markets
+        self.failed = Failure()  # the last load that failed, for a while
+
+
+class Failure:
+    """A load that failed lately: callers within `retry_after` seconds get its error at
+    once rather than wait, one after another, for the same exchange to time out."""
+
+    def __init__(self) -> None:
+        self._at = -math.inf
+        self._error = ""
+
+    def check(self, retry_after: float) -> None:
+        if time.monotonic() - self._at < retry_after:
+            raise MarketDataError(self._error)
+
+    def note(self, error: MarketDataError) -> None:
+        self._at, self._error = time.monotonic(), str(error)
 
 
 class CcxtMarket:
@@ -244,6 +262,7 @@ class CcxtMarket:
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
         on_rate_limited: Callable[[str], None] | None = None,
         retry: RetryBudget = RetryBudget(),
+        load_retry: float = LOAD_RETRY,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not exchanges or len(set(exchanges)) != len(exchanges):
@@ -262,6 +281,8 @@ class CcxtMarket:
         self._history = history
         self._on_rate_limited = on_rate_limited
         self._retry = retry
+        self._load_retry = load_retry
+        self._universe_failed = Failure()
         self._clock = clock
         self._venues = {
             i: _Venue(i, _deep_merge(_base_config(timeout_ms), config.get(i, {})))
@@ -284,7 +305,12 @@ class CcxtMarket:
         """The universe, sorted; loaded on first use, and tried again after a failure."""
         with self._universe_lock:
             if self._universe is None:
-                self._universe = self._load_universe()
+                self._universe_failed.check(self._load_retry)
+                try:
+                    self._universe = self._load_universe()
+                except MarketDataError as exc:
+                    self._universe_failed.note(exc)
+                    raise
             return self._universe
 
     def bars(self, symbol: str, timeframe: str, venue: str | None = None) -> Bars:
@@ -432,8 +458,13 @@ class CcxtMarket:
         state = self._venues[venue]
         with state.lock:
             if state.loaded is None:
+                state.failed.check(self._load_retry)
                 loader = self._new_exchange(venue)
-                self._call(venue, "markets", lambda: loader.load_markets(), loader)
+                try:
+                    self._call(venue, "markets", lambda: loader.load_markets(), loader)
+                except MarketDataError as exc:
+                    state.failed.note(exc)
+                    raise
                 state.loaded = loader
             return state.loaded
 

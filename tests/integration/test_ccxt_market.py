@@ -123,11 +123,24 @@ def test_no_listed_symbol_is_an_error(fake: FakeExchange, throttle: Any) -> None
 
 def test_a_failed_universe_is_tried_again(fake: FakeExchange, throttle: Any) -> None:
     """An exchange down at first use: MarketDataError naming it; the next call loads it."""
-    source = make(fake, throttle, universe_size=2)
+    source = make(fake, throttle, universe_size=2, load_retry=0.0)
     fake.fail(server_error(503), path="/api/v3/exchangeInfo")
     with pytest.raises(MarketDataError, match=r"binance: markets: ExchangeNotAvailable"):
         source.symbols()
     assert ["BTC/USDT", "ETH/USDT"] == list(source.symbols())
+
+
+def test_a_failed_load_answers_at_once_for_a_while(fake: FakeExchange, throttle: Any) -> None:
+    """Threads asking while the exchange is down get the failure at once, for
+    `load_retry` seconds, instead of each waiting for the exchange in turn."""
+    source = make(fake, throttle, universe_size=2, load_retry=60.0)
+    fake.fail(server_error(503), times=None, path="/api/v3/exchangeInfo")
+    for _ in range(3):
+        with pytest.raises(MarketDataError, match=r"binance: markets: ExchangeNotAvailable"):
+            source.symbols()
+        with pytest.raises(MarketDataError, match=r"binance: markets: ExchangeNotAvailable"):
+            source.bars("BTC/USDT", "1h")
+    assert 1 == len(fake.requests_for("/api/v3/exchangeInfo"))
 
 
 def test_an_unreachable_exchange_is_named(throttle: Any) -> None:
