@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from oppscan.actors import RegistryActor, RegistryView, ScanDeps
 from oppscan.actors.feed import Feeds
+from oppscan.actors.proxies import registry_proxy
+from oppscan.actors.scan import Registrar
 from oppscan.actors.strategy_run import StrategyPool, ThreadStrategyPool
 from oppscan.actors.views import Finished
+from oppscan.http.resources import ApiDeps
 from oppscan.market import MarketData
 from oppscan.market.base import Bars, FloatArray, Freshness, MarketDataError, SeriesKey
 from oppscan.market.cache import SeriesCache
 from oppscan.market.plan import FetchPool
 from oppscan.model import QUEUED_EPOCH, Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult
+from oppscan.runtime import Runtime
+from oppscan.service import ScanService
+from oppscan.settings import Settings
 from oppscan.storage import (
     CircuitBreaker,
     LeaseState,
@@ -379,3 +387,27 @@ class Recorder:
 def immediate(delay: float, action: Callable[[], Any]) -> None:
     """A scheduler that runs the retry at once (on a thread, as a timer would)."""
     threading.Thread(target=action, daemon=True).start()
+
+
+@contextlib.contextmanager
+def api_on_fakes(
+    store: FakeStore,
+    strategies: Mapping[str, Strategy],
+    symbols: Callable[[], Sequence[str]] = lambda: ("SYM0", "SYM1"),
+) -> Iterator[ApiDeps]:
+    """What the HTTP resources need, on `store`: a real registry actor and scan actors,
+    fake strategies, no market, no Redis."""
+    shared = feeds(strategies, threads=2)
+
+    def deps_for(registrar: Registrar) -> ScanDeps:
+        return ScanDeps(store, shared, registrar, 60, 200, immediate)
+
+    view = RegistryView(60.0, 100, 60)
+    registry = registry_proxy(RegistryActor.start(view, deps_for))
+    settings = Settings(redis_url="redis://unused")
+    runtime = Runtime(settings, store, market(), strategies, shared, registry, view, "unit:1")
+    try:
+        yield ApiDeps(ScanService(runtime), strategies, symbols, store.ping, "unit:1")
+    finally:
+        registry.actor_ref.stop()
+        shared.close()

@@ -12,18 +12,12 @@ import falcon.testing
 import pytest
 from jsonschema import Draft202012Validator
 
-from oppscan.actors import RegistryActor, RegistryView, ScanDeps
-from oppscan.actors.proxies import registry_proxy
 from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
 from oppscan.http.docs import ASSETS
 from oppscan.http.middleware import ALLOWED_HEADERS, EXPOSED_HEADERS
 from oppscan.http.openapi import openapi_document
-from oppscan.http.resources import ApiDeps
-from oppscan.runtime import Runtime
-from oppscan.service import ScanService
-from oppscan.settings import Settings
-from tests.fakes import FakeStore, FakeStrategy, feeds, immediate, market
+from tests.fakes import FakeStore, FakeStrategy, api_on_fakes
 
 SECRET = "unit-test-secret-0123456789abcdef"
 STRATEGIES = {s.name: s for s in (FakeStrategy("alpha"), FakeStrategy("beta"))}
@@ -38,24 +32,13 @@ ClientFor = Callable[..., falcon.testing.TestClient]
 @pytest.fixture
 def client_for() -> Iterator[ClientFor]:
     """Builds the app on fakes, with the CORS origins a test gives."""
-    store = FakeStore()
-    shared = feeds(STRATEGIES, threads=2)
+    with api_on_fakes(FakeStore(), STRATEGIES, lambda: SYMBOLS) as deps:
 
-    def deps_for(registrar: Any) -> ScanDeps:
-        return ScanDeps(store, shared, registrar, 60, 200, immediate)
+        def build(cors_origins: tuple[str, ...] = ()) -> falcon.testing.TestClient:
+            app = create_app(deps, TokenVerifier.hmac([SECRET]), cors_origins)
+            return falcon.testing.TestClient(app)
 
-    view = RegistryView(60.0, 100, 60)
-    registry = registry_proxy(RegistryActor.start(view, deps_for))
-    settings = Settings(redis_url="redis://unused")
-    runtime = Runtime(settings, store, market(), STRATEGIES, shared, registry, view, "unit:1")
-    deps = ApiDeps(ScanService(runtime), STRATEGIES, lambda: SYMBOLS, store.ping, "unit:1")
-
-    def build(cors_origins: tuple[str, ...] = ()) -> falcon.testing.TestClient:
-        app = create_app(deps, TokenVerifier.hmac([SECRET]), cors_origins)
-        return falcon.testing.TestClient(app)
-
-    yield build
-    shared.close()
+        yield build
 
 
 @pytest.fixture

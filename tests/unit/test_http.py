@@ -14,18 +14,11 @@ import falcon.testing
 import jwt
 import pytest
 
-from oppscan.actors import RegistryActor, RegistryView, ScanDeps
-from oppscan.actors.proxies import registry_proxy
-from oppscan.actors.scan import Registrar
 from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
 from oppscan.http.openapi import BEARER_CHALLENGE, openapi_document
-from oppscan.http.resources import ApiDeps
 from oppscan.market import MarketDataError
-from oppscan.runtime import Runtime
-from oppscan.service import ScanService
-from oppscan.settings import Settings
-from tests.fakes import FakeStore, FakeStrategy, feeds, immediate, market
+from tests.fakes import FakeStore, FakeStrategy, api_on_fakes
 from tests.support.polling import poll_until
 
 SECRET = "unit-test-secret-0123456789abcdef"
@@ -42,19 +35,9 @@ def store() -> FakeStore:
 @pytest.fixture
 def client(store: FakeStore) -> Iterator[falcon.testing.TestClient]:
     GATE.clear()
-    shared = feeds(STRATEGIES, threads=2)
-
-    def deps_for(registrar: Registrar) -> ScanDeps:
-        return ScanDeps(store, shared, registrar, 60, 200, immediate)
-
-    view = RegistryView(60.0, 100, 60)
-    registry = registry_proxy(RegistryActor.start(view, deps_for))
-    settings = Settings(redis_url="redis://unused")
-    runtime = Runtime(settings, store, market(), STRATEGIES, shared, registry, view, "unit:1")
-    deps = ApiDeps(ScanService(runtime), STRATEGIES, lambda: ("SYM0", "SYM1"), store.ping, "unit:1")
-    yield falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
-    GATE.set()
-    shared.close()
+    with api_on_fakes(store, STRATEGIES) as deps:
+        yield falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
+        GATE.set()
 
 
 def auth(user: str = "alice") -> dict[str, str]:
@@ -328,25 +311,11 @@ def test_discover_answers_503_while_the_exchange_cannot_list_its_symbols(
     def unreachable() -> tuple[str, ...]:
         raise MarketDataError("binance: ExchangeNotAvailable: 503")
 
-    shared = feeds(STRATEGIES, threads=1)
-    registry = registry_proxy(
-        RegistryActor.start(
-            RegistryView(60.0, 100, 60),
-            lambda registrar: ScanDeps(store, shared, registrar, 60, 200, immediate),
-        )
-    )
-    try:
-        settings = Settings(redis_url="redis://unused")
-        view = RegistryView(60.0, 100, 60)
-        runtime = Runtime(settings, store, market(), STRATEGIES, shared, registry, view, "unit:1")
-        deps = ApiDeps(ScanService(runtime), STRATEGIES, unreachable, store.ping, "unit:1")
+    with api_on_fakes(store, STRATEGIES, unreachable) as deps:
         client = falcon.testing.TestClient(create_app(deps, TokenVerifier.hmac([SECRET])))
         for resp in (discover(client, {}), client.simulate_get("/api/v1/symbols", headers=auth())):
             assert (503, "market_unavailable") == (resp.status_code, resp.json["error"])
             assert "5" == resp.headers["Retry-After"]
-    finally:
-        registry.actor_ref.stop()
-        shared.close()
 
 
 def status_of(client: falcon.testing.TestClient, scan_id: str, **headers: str) -> Any:
