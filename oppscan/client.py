@@ -106,11 +106,17 @@ class ScanState:
     completed_at: str | None = None
     error: str | None = None
     retry_after: float | None = None  # the service's suggested wait before the next poll
+    # Each strategy's state: pending, running, ok, error, skipped, or cancelled.
+    strategies: Mapping[str, str] = field(default_factory=dict, hash=False)
     body: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as sent
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+    def in_state(self, state: str) -> list[str]:
+        """The strategies in `state` (`running`, say), by name."""
+        return sorted(name for name, now in self.strategies.items() if now == state)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any], retry_after: float | None) -> ScanState:
@@ -126,6 +132,7 @@ class ScanState:
             completed_at=body.get("completed_at"),
             error=body.get("error"),
             retry_after=retry_after,
+            strategies=dict(body.get("strategies", {})),
             body=dict(body),
         )
 

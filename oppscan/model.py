@@ -24,6 +24,19 @@ SCAN_ID = re.compile(SCAN_ID_PREFIX + "[0-9a-f]{32}")
 
 StrategyStatus = Literal["ok", "error", "skipped"]
 
+# Where each strategy of a scan stands: waiting for its series or a thread, running,
+# ended with an outcome, or never to end because the scan ended first.
+StrategyState = Literal["pending", "running", "ok", "error", "skipped", "cancelled"]
+STRATEGY_STATES: tuple[StrategyState, ...] = (
+    "pending",
+    "running",
+    "ok",
+    "error",
+    "skipped",
+    "cancelled",
+)
+StrategyStates = tuple[tuple[str, StrategyState], ...]  # (strategy, state), by name
+
 
 class ScanStatus(StrEnum):
     QUEUED = "queued"
@@ -91,6 +104,28 @@ class ScanParams:
             symbols=tuple(data["symbols"]),
             timeframe=str(data["timeframe"]),
         )
+
+
+def initial_states(
+    strategies: Sequence[str], done: Sequence[StrategyResult] = ()
+) -> StrategyStates:
+    """A scan's states before its owner started anything: the outcomes recorded, the
+    rest pending."""
+    ended: dict[str, StrategyState] = {r.name: r.status for r in done}
+    return tuple((name, ended.get(name, "pending")) for name in sorted(strategies))
+
+
+def states_json(states: StrategyStates) -> str:
+    """How a scan's record holds its states: one small JSON object."""
+    return json.dumps(dict(states), separators=(",", ":"))
+
+
+def parse_states(raw: str | bytes | None) -> StrategyStates:
+    """The states a record holds, by name; none for a record written without them."""
+    if not raw:
+        return ()
+    found = json.loads(raw)
+    return tuple((name, found[name]) for name in sorted(found) if found[name] in STRATEGY_STATES)
 
 
 @dataclass(frozen=True)
@@ -183,6 +218,7 @@ class ScanJob:
     updated_at: str
     done: tuple[StrategyResult, ...] = ()
     cancel_requested: bool = False
+    states: StrategyStates = ()  # as Redis holds them (none for a scan just registered)
 
 
 @dataclass(frozen=True)
@@ -205,6 +241,7 @@ class ScanSnapshot:
     error: str | None = None
     results: bytes | None = field(default=None, repr=False)
     expires_at: str | None = None  # a finished scan's: when its retention ends
+    states: StrategyStates = ()  # each strategy's state; none in a record older than them
     # What the scan asked for, where the reader has it at hand (the scan list).
     params: ScanParams | None = field(default=None, compare=False, repr=False)
 
@@ -223,6 +260,8 @@ class ScanSnapshot:
             "updated_at": self.updated_at,
             "completed_at": self.completed_at,
         }
+        if self.states:
+            body["strategies"] = dict(self.states)
         if self.error is not None:
             body["error"] = self.error
         if self.expires_at is not None:

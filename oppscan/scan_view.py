@@ -110,6 +110,9 @@ def status_table(state: ScanState) -> Table:
     table.add_row("scan", state.scan_id)
     table.add_row("status", state.status)
     table.add_row("strategies", f"{state.completed}/{state.total}")
+    for name in STATE_ORDER:
+        if found := state.in_state(name):
+            table.add_row(f"  {name}", ", ".join(found))
     table.add_row("opportunities", str(state.found))
     table.add_row("created", state.created_at)
     table.add_row("completed" if state.completed_at else "updated", _last_change(state))
@@ -137,9 +140,14 @@ def scans_table(states: Sequence[ScanState]) -> Table:
     return table
 
 
+STATE_ORDER = ("running", "pending", "ok", "skipped", "error", "cancelled")
+RUNNING_SHOWN = 3  # names of running strategies the progress line has room for
+
+
 class ScanProgress:
     """A progress bar following one scan: its status, strategies done of total,
-    opportunities so far, and how long the scan has run (by its `created_at`).
+    opportunities so far, how long the scan has run (by its `created_at`), and
+    which strategies run now.
 
     Call it with each new state (it is `Scan.wait`'s `on_progress`).
     """
@@ -157,6 +165,7 @@ class ScanProgress:
                 MofNCompleteColumn(),
                 TextColumn("strategies · {task.fields[found]} opportunities ·"),
                 ScanElapsedColumn(),
+                TextColumn("{task.fields[running]}", style="dim"),
                 console=console,
             )
         )
@@ -175,7 +184,9 @@ class ScanProgress:
 
     def __call__(self, state: ScanState) -> None:
         if self._task is None:
-            self._task = self.progress.add_task(state.status, total=state.total, found=state.found)
+            self._task = self.progress.add_task(
+                state.status, total=state.total, found=state.found, running=""
+            )
         self.progress.update(
             self._task,
             description=state.status,
@@ -184,7 +195,17 @@ class ScanProgress:
             found=state.found,
             since=_epoch(state.created_at),
             until=_epoch(state.completed_at) if state.completed_at else None,
+            running=_running(state),
         )
+
+
+def _running(state: ScanState) -> str:
+    """`running: a, b, c +2` (nothing once the scan ended or before anything runs)."""
+    names = state.in_state("running")
+    if state.finished or not names:
+        return ""
+    more = len(names) - RUNNING_SHOWN
+    return "running: " + ", ".join(names[:RUNNING_SHOWN]) + (f" +{more}" if more > 0 else "")
 
 
 class ScanElapsedColumn(ProgressColumn):

@@ -21,7 +21,16 @@ from oppscan.market import MarketData
 from oppscan.market.base import Bars, FloatArray, Freshness, MarketDataError, SeriesKey
 from oppscan.market.cache import SeriesCache
 from oppscan.market.plan import FetchPool
-from oppscan.model import QUEUED_EPOCH, Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult
+from oppscan.model import (
+    QUEUED_EPOCH,
+    Epoch,
+    ScanJob,
+    ScanSnapshot,
+    ScanStatus,
+    StrategyResult,
+    StrategyStates,
+    initial_states,
+)
 from oppscan.runtime import Runtime
 from oppscan.service import ScanService
 from oppscan.settings import Settings
@@ -104,7 +113,16 @@ class FakeStore:
         stamp = scan.created_at
         total = len(scan.params.strategies)
         snapshot = ScanSnapshot(
-            scan.scan_id, scan.user, status, total, 0, 0, stamp, stamp, params=scan.params
+            scan.scan_id,
+            scan.user,
+            status,
+            total,
+            0,
+            0,
+            stamp,
+            stamp,
+            params=scan.params,
+            states=initial_states(scan.params.strategies),
         )
         epoch = scan.epoch if scan.owner else QUEUED_EPOCH
         self.records[scan.scan_id] = FakeRecord(snapshot, epoch, digest)
@@ -152,7 +170,13 @@ class FakeStore:
         return Partial(record.snapshot, done)
 
     def record_strategy(
-        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str, durable: int = 0
+        self,
+        scan_id: str,
+        epoch: Epoch,
+        result: StrategyResult,
+        updated_at: str,
+        durable: int = 0,
+        states: StrategyStates = (),
     ) -> Recorded | Written:
         self._enter("record_strategy")
         record = self.records.get(scan_id)
@@ -168,9 +192,23 @@ class FakeStore:
                 found=record.snapshot.found + len(result.opportunities),
                 updated_at=updated_at,
             )
+        if states:
+            record.snapshot = replace(record.snapshot, states=states)
         s = record.snapshot
         self._answer_lost("record_strategy")
         return Recorded(s.completed, s.found, s.updated_at, record.cancel)
+
+    def write_states(self, scan_id: str, epoch: Epoch, states: StrategyStates) -> Written | None:
+        self._enter("write_states")
+        record = self.records.get(scan_id)
+        if record is None:
+            return Written.FORGOTTEN
+        if record.epoch != epoch:
+            return Written.FENCED
+        if not record.snapshot.status.terminal:
+            record.snapshot = replace(record.snapshot, states=states)
+        self._answer_lost("write_states")
+        return None
 
     def finish(self, snapshot: ScanSnapshot, epoch: Epoch, digest: str, ttl: int) -> Written | None:
         self._enter("finish")
@@ -191,6 +229,7 @@ class FakeStore:
         updated_at: str,
         lease_ms: int,
         recreate: bool = True,
+        states: StrategyStates = (),
     ) -> Restored:
         self._enter("restore")
         known = self.records.get(job.scan_id)
@@ -211,6 +250,7 @@ class FakeStore:
             found,
             job.created_at,
             updated_at,
+            states=states or initial_states(job.params.strategies, done),
         )
         record = FakeRecord(snapshot, job.epoch, job.params.digest())
         record.strategies = {r.name: r for r in done}

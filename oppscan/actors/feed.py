@@ -10,6 +10,7 @@ fails, naming the source.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -67,10 +68,12 @@ class StrategyFeed:
         self._params = params
         self._scan_id = scan_id
 
-    def submit(self, name: str) -> Future[Outcome]:
-        """The strategy's outcome to be: cancellable until the strategy starts."""
+    def submit(self, name: str, on_start: Callable[[], None] | None = None) -> Future[Outcome]:
+        """The strategy's outcome to be: cancellable until the strategy starts (when
+        `on_start` is called, on the thread that runs it)."""
         future: Future[Outcome] = Future()
-        self._fetch.when_ready(self._needs[name], lambda: self._guarded(self._start, name, future))
+        start = functools.partial(self._start, on_start=on_start)
+        self._fetch.when_ready(self._needs[name], lambda: self._guarded(start, name, future))
         return future
 
     def cancel(self) -> None:
@@ -93,7 +96,9 @@ class StrategyFeed:
         """`metadata.market`: the source, and how each distinct series was had."""
         return self._fetch.summary()
 
-    def _start(self, name: str, future: Future[Outcome]) -> None:
+    def _start(
+        self, name: str, future: Future[Outcome], on_start: Callable[[], None] | None = None
+    ) -> None:
         """On the thread that brought its last series in: run it, or if some failed,
         decide once the whole plan is done (all failed: the scan fails)."""
         if future.done():  # cancelled while its series came in
@@ -104,7 +109,7 @@ class StrategyFeed:
             return
         market = self._fetch.market(self._needs[name], fallback=self._feeds.cache)
         ctx = StrategyContext(market, self._params.symbols, self._params.timeframe)
-        self._feeds.pool.submit(StrategyJob(name, ctx, self._scan_id, future))
+        self._feeds.pool.submit(StrategyJob(name, ctx, self._scan_id, future, on_start))
 
     def _without(self, name: str, future: Future[Outcome]) -> None:
         if self._fetch.every_fetch_failed():

@@ -13,7 +13,8 @@ The phases and the only transitions between them::
     RELEASING ─────► RELEASED               lease handed back, or left to lapse
        (and RUNNING, RELEASING ─► FENCED; RUNNING ─► RELEASED when the store is down)
 
-- RUNNING: strategies run; each result is written through, in order.
+- RUNNING: strategies run; each result is written through, in order, and so
+  is each strategy's start (the starts that arrive together, in one write).
 - RELEASING: the worker stops. Strategies not started are dropped, running ones
   finish and are written, then the lease is handed back. A scan whose last
   result lands meanwhile is closed instead (RELEASING ─► CLOSING).
@@ -32,7 +33,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum, StrEnum
 
-from oppscan.model import ScanJob, ScanStatus, StrategyResult
+from oppscan.model import (
+    ScanJob,
+    ScanStatus,
+    StrategyResult,
+    StrategyState,
+    StrategyStates,
+    initial_states,
+)
 
 
 class Phase(StrEnum):
@@ -61,7 +69,8 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 class Step(Enum):
     WAIT = "wait"  # nothing to do until the next event
     RESTORE = "restore"  # write back the record Redis forgot
-    WRITE_RESULT = "write_result"  # write `unsaved[0]`
+    WRITE_RESULT = "write_result"  # write `unsaved[0]` (and the states)
+    WRITE_STATES = "write_states"  # write which strategies run now
     WRITE_FINAL = "write_final"  # write the terminal status and results
     RELEASE_LEASE = "release_lease"  # hand the lease back
     STOP = "stop"  # tell the registry why, and stop the actor
@@ -84,6 +93,13 @@ class ScanLifecycle:
         self.durable: dict[str, StrategyResult] = {r.name: r for r in job.done}
         self.unsaved: list[StrategyResult] = []
         self.outstanding: set[str] = set()  # submitted, not yet reported
+        # Started and not yet durable: by this owner, or by one before it (a state
+        # never goes back, and this owner runs them again).
+        self.running: set[str] = {
+            name for name, state in job.states if state == "running" and name not in self.durable
+        }
+        self.starts_unwritten = False  # a start Redis does not show yet
+        self.states_due = False  # ...and it is time to write it
         self.outcome: tuple[ScanStatus, str | None] | None = None
         self.store_down = False  # a write failed; the next retry tries again
         self.in_doubt = False  # unsaved[0]'s write timed out: Redis may hold it
@@ -103,6 +119,8 @@ class ScanLifecycle:
             return Step.RESTORE
         if self.unsaved:
             return Step.WRITE_RESULT
+        if self.states_due and self.phase in (Phase.RUNNING, Phase.RELEASING):
+            return Step.WRITE_STATES
         if self.phase is Phase.CLOSING:
             return Step.WRITE_FINAL
         if self.phase is Phase.RELEASING and not self.outstanding:
@@ -112,6 +130,22 @@ class ScanLifecycle:
     def to_run(self) -> list[str]:
         """Strategies to submit at the start: those not durable yet."""
         return [name for name in self.names if name not in self.durable]
+
+    def states(self, writing: StrategyResult | None = None) -> StrategyStates:
+        """Each strategy's state as the next write records it (with `writing`'s outcome)."""
+        done = [*self.durable.values(), *([writing] if writing else [])]
+        return tuple(
+            (name, "running" if state == "pending" and name in self.running else state)
+            for name, state in initial_states(self.names, done)
+        )
+
+    def final_states(self) -> StrategyStates:
+        """The states a terminal scan keeps: what never ended is `cancelled`."""
+        ended: StrategyState = "cancelled"
+        return tuple(
+            (name, ended if state in ("pending", "running") else state)
+            for name, state in initial_states(self.names, tuple(self.durable.values()))
+        )
 
     # -- events: the scan's own ------------------------------------------------
 
@@ -125,6 +159,17 @@ class ScanLifecycle:
 
     def submitted(self, name: str) -> None:
         self.outstanding.add(name)
+
+    def started(self, name: str) -> None:
+        """A strategy began to run: written with the next write, or by `flush`."""
+        if self.phase is Phase.RUNNING and name not in self.durable and name not in self.running:
+            self.running.add(name)
+            self.starts_unwritten = True
+
+    def flush(self) -> None:
+        """Write the starts heard so far (the actor asks once the starts that arrived
+        together are all in)."""
+        self.states_due = self.starts_unwritten
 
     def reported(self, result: StrategyResult) -> None:
         """A strategy ended (ok, skipped or error): write it, unless nobody needs it."""
@@ -197,6 +242,7 @@ class ScanLifecycle:
         result = self.unsaved.pop(0)
         self.durable[result.name] = result
         self.in_doubt = False
+        self.states_written()  # the write carried them
         if self.phase is Phase.CLOSING:
             return  # a write in doubt, made sure of before the final one
         if cancel_requested and len(self.durable) < self.total:
@@ -210,8 +256,12 @@ class ScanLifecycle:
     def lease_released(self) -> None:
         self._move(Phase.RELEASED)
 
+    def states_written(self) -> None:
+        self.starts_unwritten = self.states_due = False
+
     def restored(self) -> None:
         self.forgotten = False
+        self.states_written()
 
     def write_failed(self, maybe_applied: bool = False) -> None:
         """`maybe_applied`: the answer timed out, so Redis may hold the write."""

@@ -40,6 +40,8 @@ class ScanActorProxy(Protocol):
     lost: Message[[], None]
     restore: Message[[], None]
     retry_writes: Message[[], None]
+    strategy_started: Message[[str], None]
+    flush_starts: Message[[], None]
     strategy_done: Message[[StrategyResult | ScanFailure], None]
     strategy_lost: Message[[str, str], None]
 

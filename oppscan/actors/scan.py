@@ -34,6 +34,7 @@ from oppscan.model import (
     ScanSnapshot,
     ScanStatus,
     StrategyResult,
+    initial_states,
     now_iso,
     plus_seconds,
 )
@@ -88,6 +89,7 @@ def first_snapshot(job: ScanJob) -> ScanSnapshot:
         created_at=job.created_at,
         updated_at=job.updated_at,
         params=job.params,
+        states=job.states or initial_states(job.params.strategies, job.done),
     )
 
 
@@ -105,6 +107,7 @@ class ScanActor(pykka.ThreadingActor):
         self._final: ScanSnapshot | None = None  # built once: a retried write sends the same
         self._retry_delay = MIN_RETRY
         self._retry_pending = False
+        self._flush_pending = False
         self._snapshot = first_snapshot(job)
 
     # -- lifecycle -------------------------------------------------------
@@ -158,8 +161,8 @@ class ScanActor(pykka.ThreadingActor):
 
     def _submit(self, name: str) -> None:
         assert self._feed is not None
-        future = self._feed.submit(name)
         proxy = scan_proxy(self.actor_ref)
+        future = self._feed.submit(name, on_start=lambda: _tell_started(proxy, name))
         future.add_done_callback(lambda f: _report(proxy, name, f))
         self._futures[name] = future
         self._life.submitted(name)
@@ -191,6 +194,20 @@ class ScanActor(pykka.ThreadingActor):
     def release_now(self) -> None:
         """The hand-off ran out of time: free the lease without waiting for strategies."""
         self._life.release_now()
+        self._run()
+
+    def strategy_started(self, name: str) -> None:
+        """A strategy began to run. The starts that arrive together are written
+        together: the flush is queued behind them."""
+        self._life.started(name)
+        if self._life.starts_unwritten and not self._flush_pending:
+            self._flush_pending = True
+            with contextlib.suppress(pykka.ActorDeadError):
+                scan_proxy(self.actor_ref).flush_starts.defer()
+
+    def flush_starts(self) -> None:
+        self._flush_pending = False
+        self._life.flush()
         self._run()
 
     def strategy_done(self, outcome: StrategyResult | ScanFailure) -> None:
@@ -249,6 +266,8 @@ class ScanActor(pykka.ThreadingActor):
     def _take(self, step: Step) -> None:
         if step is Step.WRITE_RESULT:
             self._write_result()
+        elif step is Step.WRITE_STATES:
+            self._write_states()
         elif step is Step.WRITE_FINAL:
             self._write_final()
         elif step is Step.RESTORE:
@@ -262,10 +281,11 @@ class ScanActor(pykka.ThreadingActor):
         """Write the oldest unsaved result, then publish the progress it made durable."""
         result = self._life.unsaved[0]
         epoch = self._job.epoch
+        states = self._life.states(writing=result)
         with self._cell.writing():
             outcome = self._written(
                 lambda: self._deps.store.record_strategy(
-                    self._job.scan_id, epoch, result, now_iso(), len(self._life.durable)
+                    self._job.scan_id, epoch, result, now_iso(), len(self._life.durable), states
                 )
             )
             if not isinstance(outcome, Recorded):
@@ -277,7 +297,21 @@ class ScanActor(pykka.ThreadingActor):
                 completed=max(self._snapshot.completed, outcome.completed),
                 found=max(self._snapshot.found, outcome.found),
                 updated_at=max(self._snapshot.updated_at, outcome.updated_at),
+                states=states,
             )
+            self._cell.publish(self._snapshot)
+        return None
+
+    def _write_states(self) -> None:
+        """Write which strategies run now, then publish them."""
+        states = self._life.states()
+        scan_id, epoch = self._job.scan_id, self._job.epoch
+        with self._cell.writing():
+            outcome = self._written(lambda: self._deps.store.write_states(scan_id, epoch, states))
+            if outcome is not None:
+                return self._not_written(outcome)
+            self._life.states_written()
+            self._snapshot = replace(self._snapshot, states=states)
             self._cell.publish(self._snapshot)
         return None
 
@@ -315,14 +349,22 @@ class ScanActor(pykka.ThreadingActor):
     def _restore(self) -> None:
         """Write back what Redis lost; a record that is gone is made anew only while
         our lease surely held."""
-        restored = self._deps.store.restore(
-            self._job,
-            self._deps.worker,
-            tuple(self._life.durable.values()),
-            self._snapshot.updated_at,
-            self._deps.lease_ms,
-            recreate=self._deps.holds_lease(self._job.scan_id, self._job.epoch),
-        )
+        states = self._life.states()
+        with self._cell.writing():
+            restored = self._written(
+                lambda: self._deps.store.restore(
+                    self._job,
+                    self._deps.worker,
+                    tuple(self._life.durable.values()),
+                    self._snapshot.updated_at,
+                    self._deps.lease_ms,
+                    recreate=self._deps.holds_lease(self._job.scan_id, self._job.epoch),
+                    states=states,
+                )
+            )
+            if restored is Restored.WRITTEN:
+                self._snapshot = replace(self._snapshot, states=states)
+                self._cell.publish(self._snapshot)
         if restored is Restored.WRITTEN:
             self._log.info("scan_record_restored", completed=len(self._life.durable))
             self._life.restored()
@@ -391,6 +433,7 @@ class ScanActor(pykka.ThreadingActor):
             error=error,
             results=results,
             expires_at=plus_seconds(completed_at, self._deps.result_ttl),
+            states=self._life.final_states(),
         )
 
     def _cancel_futures(self) -> None:
@@ -418,6 +461,11 @@ def _report(proxy: ScanActorProxy, name: str, future: Future[StrategyResult | Sc
             proxy.strategy_done.defer(future.result())
         else:
             proxy.strategy_lost.defer(name, f"{type(lost).__name__}: {lost}")
+
+
+def _tell_started(proxy: ScanActorProxy, name: str) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        proxy.strategy_started.defer(name)
 
 
 def _tell_retry(proxy: ScanActorProxy) -> None:

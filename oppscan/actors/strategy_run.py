@@ -48,14 +48,26 @@ class ScanFailure:
 class StrategyJob:
     """One strategy of one scan, on the scan's market, and the future its scan waits on.
 
-    The pool marks the future running when the strategy starts: until then a
-    scan that hands off can cancel it.
+    The pool marks the future running when the strategy starts (and calls
+    `on_start`): until then a scan that hands off can cancel it.
     """
 
     name: str
     ctx: StrategyContext
     scan_id: str
     future: Future[StrategyResult | ScanFailure] = field(default_factory=Future)
+    on_start: Callable[[], None] | None = None
+
+    def starting(self) -> bool:
+        """Mark the job running and say so; False when it was cancelled meanwhile."""
+        if not self.future.set_running_or_notify_cancel():
+            return False
+        if self.on_start is not None:
+            try:
+                self.on_start()
+            except Exception:  # news of a start is for show: the strategy runs anyway
+                log.exception("strategy_start_callback_error", scan_id=self.scan_id)
+        return True
 
     def request(self) -> tuple[str, StrategyContext, str]:
         """What a child process needs: its market without the worker's cache."""
@@ -148,7 +160,7 @@ class _Dispatcher:
         while (job := self._jobs.get()) is not None:
             if self._closed:
                 job.future.cancel()
-            elif job.future.set_running_or_notify_cancel():
+            elif job.starting():
                 _serve_or_fail(serve, job)
 
 

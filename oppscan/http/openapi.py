@@ -25,6 +25,7 @@ from oppscan.http.resources import API, MAX_LIST
 from oppscan.http.validation import DEFAULT_TIMEFRAME, MAX_STRATEGIES, MAX_SYMBOLS
 from oppscan.market import TIMEFRAMES
 from oppscan.model import SCAN_ID as SCAN_ID_PATTERN
+from oppscan.model import STRATEGY_STATES
 
 JSON = "application/json"
 RUNNING = ["queued", "scanning"]
@@ -142,6 +143,7 @@ EXAMPLE_SYMBOLS = ("BTC-USD", "ETH-USD")
 
 def _example_scan(status: str, completed: int, found: int, done: bool) -> Schema:
     """A scan's status body, two strategies, as the app renders it."""
+    second = "ok" if completed == 2 else "running"
     return {
         "scan_id": EXAMPLE_ID,
         "status": status,
@@ -154,6 +156,7 @@ def _example_scan(status: str, completed: int, found: int, done: bool) -> Schema
         "created_at": "2025-03-14T09:26:53.589Z",
         "updated_at": "2025-03-14T09:26:54.112Z" if done else "2025-03-14T09:26:53.901Z",
         "completed_at": "2025-03-14T09:26:54.112Z" if done else None,
+        "strategies": {"momentum": "ok", "rsi_reversal": second},
     }
 
 
@@ -287,9 +290,21 @@ STATUS_FIELDS: Schema = {
     "updated_at": STAMP,
     "completed_at": {"oneOf": [STAMP, {"type": "null"}]},
 }
+
+
+# Each strategy's state: `pending` (waiting for its market series or a thread),
+# `running`, then its outcome; what a scan that ended never finished is `cancelled`.
+# Absent only from records written before states were kept.
+def _states(*states: str) -> Schema:
+    return {"type": "object", "additionalProperties": {"type": "string", "enum": list(states)}}
+
+
+STATES = _states(*STRATEGY_STATES)
+RUNNING_STATES = _states("pending", "running", "ok", "error", "skipped")
+FINISHED_STATES = _states("ok", "error", "skipped", "cancelled")
 # A finished scan says when its retention ends (`expires_at`); a listed scan also
 # what it asked for (`request`).
-STATUS_OPTIONAL: Schema = {"error": ERROR_TEXT, "expires_at": STAMP}
+STATUS_OPTIONAL: Schema = {"error": ERROR_TEXT, "expires_at": STAMP, "strategies": STATES}
 REQUEST_SUMMARY = _closed(
     {
         "strategies": {"type": "array", "items": {"type": "string"}},
@@ -303,11 +318,31 @@ SCAN_STATUS = _closed(
     allOf=[
         _when(
             RUNNING,
-            {"properties": {"completed_at": {"type": "null"}, "error": False, "expires_at": False}},
+            {
+                "properties": {
+                    "completed_at": {"type": "null"},
+                    "error": False,
+                    "expires_at": False,
+                    "strategies": RUNNING_STATES,
+                }
+            },
         ),
-        _when(["complete"], {"properties": {"completed_at": STAMP, "error": False}}),
         _when(
-            ["failed", "cancelled"], {"required": ["error"], "properties": {"completed_at": STAMP}}
+            ["complete"],
+            {
+                "properties": {
+                    "completed_at": STAMP,
+                    "error": False,
+                    "strategies": _states("ok", "error", "skipped"),
+                }
+            },
+        ),
+        _when(
+            ["failed", "cancelled"],
+            {
+                "required": ["error"],
+                "properties": {"completed_at": STAMP, "strategies": FINISHED_STATES},
+            },
         ),
     ],
 )
@@ -380,6 +415,7 @@ PARTIAL_RESULTS = _closed(
         "completed_at": {"type": "null"},
     },
     {
+        "strategies": RUNNING_STATES,
         "partial": {"const": True},
         "opportunities": {"type": "array", "items": _ref("Opportunity")},
         "strategy_performance": {

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from oppscan.model import Epoch, ScanJob, ScanSnapshot, ScanStatus, StrategyResult
+from oppscan.model import (
+    Epoch,
+    ScanJob,
+    ScanSnapshot,
+    ScanStatus,
+    StrategyResult,
+    StrategyStates,
+)
 from oppscan.storage.client import CircuitBreaker
 from oppscan.storage.store import (
     LeaseState,
@@ -52,8 +59,18 @@ class Store(Protocol):
     def server_restarted(self) -> bool: ...
 
     def record_strategy(
-        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str, durable: int = 0
+        self,
+        scan_id: str,
+        epoch: Epoch,
+        result: StrategyResult,
+        updated_at: str,
+        durable: int = 0,
+        states: StrategyStates = (),
     ) -> Recorded | Written: ...
+
+    def write_states(
+        self, scan_id: str, epoch: Epoch, states: StrategyStates
+    ) -> Written | None: ...
 
     def finish(
         self, snapshot: ScanSnapshot, epoch: Epoch, digest: str, ttl: int
@@ -67,6 +84,7 @@ class Store(Protocol):
         updated_at: str,
         lease_ms: int,
         recreate: bool = True,
+        states: StrategyStates = (),
     ) -> Restored: ...
 
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None: ...

@@ -92,6 +92,22 @@ return {'created', ARGV[1], status}
 """
 )
 
+# KEYS: scan. ARGV: epoch, tag, the owner's strategy states.
+# Which strategies run now, written by their owner only (the others' states change
+# with their results). Returns 1 written (or finished by this owner meanwhile), 0
+# fenced off, -1 Redis forgot the claim.
+WRITE_STATES = (
+    STANDING
+    + """
+local st = standing(KEYS[1], ARGV[1], ARGV[2])
+if st == 'done' then return 1 end
+if st == 'lost' then return -1 end
+if st ~= 'ours' then return 0 end
+redis.call('HSET', KEYS[1], 'states', ARGV[3])
+return 1
+"""
+)
+
 # KEYS: running, pending. ARGV: limit.
 # Scans whose lease lapsed, then queued scans, oldest first.
 CLAIMABLE = (
@@ -193,7 +209,7 @@ return 0
 """
 
 # KEYS: scan. ARGV: epoch, tag, field, result json, opportunities found, updated_at,
-#       results the owner holds as durable.
+#       results the owner holds as durable, the owner's strategy states ('' to keep).
 # Returns {code, completed, found, updated_at, cancel}: code 1 written (or written
 # before: a replay leaves the counts alone), 0 fenced off, -1 Redis forgot the claim
 # or some of the owner's results (it lost its last writes).
@@ -213,6 +229,7 @@ if redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4]) == 1 then
   local stamp = later(redis.call('HGET', KEYS[1], 'updated_at'), ARGV[6])
   redis.call('HSET', KEYS[1], 'updated_at', stamp)
 end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'states', ARGV[8]) end
 local state = redis.call('HMGET', KEYS[1], 'completed', 'found', 'updated_at', 'cancel')
 return {1, tonumber(state[1]), tonumber(state[2]), state[3], tonumber(state[4] or '0')}
 """
@@ -221,7 +238,7 @@ return {1, tonumber(state[1]), tonumber(state[2]), state[3], tonumber(state[4] o
 # KEYS: scan, running, pending, dedup, user_active, user_scans.
 # ARGV: epoch, tag, status, results, completed_at, error ('' for none), ttl, scan_id,
 #       scan key before id, after id, results the final document counts,
-#       expires_at ('' for none).
+#       expires_at ('' for none), final strategy states ('' to keep).
 # The results land in the same step as the status flip, and every key of the
 # scan gets its retention TTL together; the user's index expires with the last
 # of the user's scans. Returns 1 finished (now or before, by this owner), 0
@@ -243,6 +260,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[3], 'results', ARGV[4],
            'completed_at', ARGV[5], 'updated_at', stamp, 'lease', '0')
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
 if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[12]) end
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'states', ARGV[13]) end
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZREM', KEYS[2], ARGV[8])
 redis.call('ZREM', KEYS[3], ARGV[8])

@@ -24,8 +24,12 @@ from oppscan.model import (
     ScanSnapshot,
     ScanStatus,
     StrategyResult,
+    StrategyStates,
+    initial_states,
     now_iso,
     parse_iso,
+    parse_states,
+    states_json,
 )
 from oppscan.storage import scripts
 from oppscan.storage.client import (
@@ -50,6 +54,7 @@ STATUS_FIELDS = (
     "completed_at",
     "error",
     "expires_at",
+    "states",
 )
 RESULT_FIELDS = (*STATUS_FIELDS, "results")
 LISTED_FIELDS = (*STATUS_FIELDS, "params")
@@ -82,6 +87,7 @@ class NewScan:
             "updated_at": self.created_at,
             "owner": self.owner or "",
             "lease": "0",
+            "states": states_json(initial_states(self.params.strategies)),
             **record_fields(self.user, self.params, epoch, self.created_at, self.created_at),
         }
         return [item for pair in pairs.items() for item in pair]
@@ -225,6 +231,7 @@ class ScanStore:
         self.breaker = breaker
         self._register = client.register_script(scripts.REGISTER)
         self._record = client.register_script(scripts.RECORD_STRATEGY)
+        self._states = client.register_script(scripts.WRITE_STATES)
         self._finish = client.register_script(scripts.FINISH)
         self._restore = client.register_script(scripts.RESTORE)
         self._cancel = client.register_script(scripts.REQUEST_CANCEL)
@@ -395,9 +402,16 @@ class ScanStore:
                 self._server.note(line.split(":", 1)[1].strip())
 
     def record_strategy(
-        self, scan_id: str, epoch: Epoch, result: StrategyResult, updated_at: str, durable: int = 0
+        self,
+        scan_id: str,
+        epoch: Epoch,
+        result: StrategyResult,
+        updated_at: str,
+        durable: int = 0,
+        states: StrategyStates = (),
     ) -> Recorded | Written:
-        """Write one strategy's result, unless `epoch` no longer owns the scan.
+        """Write one strategy's result and the scan's `states`, unless `epoch` no
+        longer owns the scan.
 
         `durable` is how many results the owner holds as written: a record with
         fewer lost some (Redis lost its last writes) and answers FORGOTTEN.
@@ -410,6 +424,7 @@ class ScanStore:
             len(result.opportunities),
             updated_at,
             durable,
+            states_json(states) if states else "",
         ]
         keys = [self._keys.scan(scan_id)]
         code, completed, found, stamp, cancel = self._call(
@@ -418,6 +433,14 @@ class ScanStore:
         if int(code) != 1:
             return WRITE_CODES[int(code)]
         return Recorded(int(completed), int(found), _text(stamp) or updated_at, bool(cancel))
+
+    def write_states(self, scan_id: str, epoch: Epoch, states: StrategyStates) -> Written | None:
+        """Write the scan's strategy states (which run now), unless `epoch` no longer
+        owns it; None once written."""
+        keys = [self._keys.scan(scan_id)]
+        argv: list[str | int] = [epoch.number, epoch.tag, states_json(states)]
+        code = int(self._call(lambda: self._states(keys=keys, args=argv)))
+        return None if code == 1 else WRITE_CODES[code]
 
     def finish(self, snapshot: ScanSnapshot, epoch: Epoch, digest: str, ttl: int) -> Written | None:
         """Flip to a terminal status with its results and expire the scan, atomically.
@@ -446,6 +469,7 @@ class ScanStore:
             *k.scan_around_id(),
             snapshot.completed,
             snapshot.expires_at or "",
+            states_json(snapshot.states) if snapshot.states else "",
         ]
         code = int(self._call(lambda: self._finish(keys=keys, args=argv)))
         return None if code == 1 else WRITE_CODES[code]
@@ -458,10 +482,12 @@ class ScanStore:
         updated_at: str,
         lease_ms: int,
         recreate: bool = True,
+        states: StrategyStates = (),
     ) -> Restored:
         """Write back the record of a running scan that Redis lost, whole or in part,
-        with the results `done`. `recreate`: the owner's lease surely held, so a
-        record that is gone or older than its claim may be made anew."""
+        with the results `done` and the owner's `states` (by default: `done`'s outcomes,
+        the rest pending). `recreate`: the owner's lease surely held, so a record that
+        is gone or older than its claim may be made anew."""
         k = self._keys
         keys = [
             k.scan(job.scan_id),
@@ -475,6 +501,7 @@ class ScanStore:
             **record_fields(job.user, job.params, job.epoch, job.created_at, job.started_at),
             "status": ScanStatus.SCANNING.value,
             "owner": owner,
+            "states": states_json(states or initial_states(job.params.strategies, done)),
             **{"s:" + r.name: r.to_json() for r in done},
         }
         argv: list[str | int | float] = [
@@ -552,6 +579,7 @@ def _job(scan_id: str, fields: dict[str, Any]) -> ScanJob:
         updated_at=_text(fields["updated_at"]) or "",
         done=done,
         cancel_requested=_text(fields.get("cancel")) == "1",
+        states=parse_states(fields.get("states")),
     )
 
 
@@ -574,4 +602,5 @@ def _snapshot(scan_id: str, raw: dict[str, Any]) -> ScanSnapshot | None:
         results=bytes(results) if results else None,
         expires_at=_text(raw.get("expires_at")),
         params=ScanParams.from_dict(json.loads(raw["params"])) if raw.get("params") else None,
+        states=parse_states(raw.get("states")),
     )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import collections
+import os
 import random
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from oppscan.client import Answer, Client
+from tests.support.plugins import HANG, install_hang_plugin
 from tests.support.server import GunicornServer
 
 USERS = ("ana", "ben", "cai", "dee")
@@ -47,6 +50,7 @@ class Tally:
     zero_totals: list[str] = field(default_factory=list)
     complete_short: list[str] = field(default_factory=list)  # `complete` with done < total
     backwards: list[str] = field(default_factory=list)
+    states_wrong: list[str] = field(default_factory=list)  # states that disagree or go back
     complete_then_not_200: list[str] = field(default_factory=list)
     errors_5xx: list[str] = field(default_factory=list)
     workers: set[str] = field(default_factory=set)
@@ -90,10 +94,28 @@ def start_scans(server: GunicornServer) -> list[Scan]:
     return scans
 
 
+RANK = {"pending": 0, "running": 1, "ok": 2, "error": 2, "skipped": 2}
+
+
+def check_states(body: dict[str, Any], before: dict[str, str] | None) -> str | None:
+    """What is wrong with the strategy states of one status answer, if anything: every
+    strategy has one; the outcomes are exactly the strategies completed; a complete
+    scan has only outcomes; none went back since the client's last answer."""
+    states, progress = body["strategies"], body["progress"]
+    ended = sum(RANK[state] == 2 for state in states.values())
+    if len(states) != progress["total_strategies"] or ended != progress["strategies_completed"]:
+        return f"{len(states)} states, {ended} ended: {progress}"
+    went_back = [n for n, s in (before or {}).items() if RANK[states[n]] < RANK[s]]
+    if went_back:
+        return f"went back: {[(n, (before or {})[n], states[n]) for n in went_back]}"
+    return None
+
+
 def poll(server: GunicornServer, scans: list[Scan], tally: Tally, seed: int) -> None:
     """One client: polls its scans every 100 to 200 ms until each is complete."""
     rng = random.Random(seed)
     last: dict[str, int] = {}
+    states: dict[str, dict[str, str]] = {}
     pending = list(scans)
     deadline = time.monotonic() + DEADLINE_S
     while pending and time.monotonic() < deadline:
@@ -111,6 +133,10 @@ def poll(server: GunicornServer, scans: list[Scan], tally: Tally, seed: int) -> 
             if done < last.get(scan.scan_id, 0):
                 tally.backwards.append(f"{scan.scan_id}: {last[scan.scan_id]} -> {done}")
             last[scan.scan_id] = done
+            wrong = check_states(answer.body, states.get(scan.scan_id))
+            if wrong is not None:
+                tally.states_wrong.append(f"{scan.scan_id} from {answer.source}: {wrong}")
+            states[scan.scan_id] = answer.body["strategies"]
             if rng.random() < 0.3:
                 get(server, scan, "results", tally)
             if answer.body["status"] == "complete":
@@ -152,16 +178,52 @@ def test_scans_are_correct_from_every_worker(server: GunicornServer) -> None:
     print(
         f"\nrequests={tally.requests} workers={len(tally.workers)} sources={dict(tally.sources)} "
         f"completed={len(tally.done)}/{len(scans)} 404s={len(tally.live_404s)} "
-        f"5xx={len(tally.errors_5xx)} backwards={len(tally.backwards)}"
+        f"5xx={len(tally.errors_5xx)} backwards={len(tally.backwards)} "
+        f"states_wrong={len(tally.states_wrong)}"
     )
     assert [] == tally.live_404s
     assert [] == tally.errors_5xx
     assert [] == tally.zero_totals
     assert [] == tally.complete_short
     assert [] == tally.backwards
+    assert [] == tally.states_wrong
     assert [] == tally.complete_then_not_200
     assert {s.scan_id for s in scans} == tally.done
     for scan_id, bodies in tally.bodies.items():
         assert 1 == len(set(bodies.values())), f"{scan_id} differs across {sorted(bodies)}"
     assert len(tally.workers) >= 3
     assert {"actor", "store", "cache"} <= set(tally.sources)
+
+
+@pytest.fixture
+def slow_server(redis_url: str, tmp_path: Path) -> Iterator[GunicornServer]:
+    """4 workers with the `hang` plugin, which runs until its 4 s deadline."""
+    plugins = install_hang_plugin(tmp_path / "plugins")
+    path = os.pathsep.join(p for p in (str(plugins), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"OPPSCAN_STRATEGY_TIMEOUT": "4", "PYTHONPATH": path}
+    started = GunicornServer(redis_url, tmp_path, workers=4, env=env).start()
+    yield started
+    started.stop()
+
+
+def test_every_worker_shows_which_strategy_runs(slow_server: GunicornServer) -> None:
+    """While a strategy runs, its owner and every other worker (reading Redis) show it
+    `running`, in identical bodies; then its outcome."""
+    token = slow_server.token("ana")
+    with Client(slow_server.url, token) as client:
+        scan = client.discover(strategies=[HANG, "momentum"], symbols=["BTC-USD"])
+    running = {HANG: "running", "momentum": "ok"}
+    seen: dict[str, bytes] = {}  # source -> body showing `hang` running
+    with Client(slow_server.url, token, spread=True, retries=0) as spread:
+        deadline = time.monotonic() + 30
+        while not {"actor", "store"} <= set(seen) and time.monotonic() < deadline:
+            answer = spread.send("GET", f"/api/v1/opportunities/status/{scan.scan_id}")
+            assert 200 == answer.status, answer.content
+            if answer.body["strategies"] == running:
+                seen[answer.source or "?"] = answer.content
+        assert {"actor", "store"} <= set(seen), f"hang seen running from {sorted(seen)}"
+        assert 1 == len(set(seen.values())), seen
+        final = spread.scan(scan.scan_id).wait(timeout=30)
+        done = spread.scan(scan.scan_id).status()
+    assert "complete" == final.status
+    assert {HANG: "error", "momentum": "ok"} == done.strategies

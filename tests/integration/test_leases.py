@@ -12,7 +12,15 @@ import pytest
 import redis
 
 from oppscan.actors import first_snapshot
-from oppscan.model import Epoch, ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
+from oppscan.model import (
+    Epoch,
+    ScanParams,
+    ScanStatus,
+    StrategyResult,
+    StrategyStates,
+    new_scan_id,
+    now_iso,
+)
 from oppscan.processes import free_port
 from oppscan.runtime import Runtime, start_runtime, stop_runtime
 from oppscan.service import ScanService
@@ -422,3 +430,27 @@ def test_a_hand_off_of_a_record_redis_forgot_says_so(store: ScanStore, raw: redi
     scan_id, epoch = owned(store, 60_000)
     raw.delete(Keys().scan(scan_id))
     assert Written.FORGOTTEN is store.release(scan_id, epoch)
+
+
+def test_a_claim_hands_over_the_states_and_a_write_back_keeps_them(
+    store: ScanStore, raw: redis.Redis
+) -> None:
+    """The successor learns which strategies ran (they stay `running`: a state never goes
+    back) and a record written back carries the owner's states."""
+    scan_id, first = owned(store, 1)
+    running: StrategyStates = tuple(
+        (name, "running" if name == ALL[0] else "pending") for name in ALL
+    )
+    assert None is store.write_states(scan_id, first, running)
+    poll(lambda: store.claimable(10) == [scan_id])
+    job = store.claim(scan_id, "b:2", 60_000, "b")
+    assert job is not None
+    assert running == job.states
+    assert running == first_snapshot(job).states
+    raw.delete(Keys().scan(scan_id))
+    later: StrategyStates = tuple((name, "running") for name in ALL)
+    restored = store.restore(job, "b:2", (), now_iso(), 60_000, states=later)
+    assert Restored.WRITTEN is restored
+    snap = store.read(scan_id)
+    assert snap is not None
+    assert later == snap.states

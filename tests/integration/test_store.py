@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from oppscan.model import ScanParams, ScanStatus, StrategyResult, new_scan_id, now_iso
+from oppscan.model import (
+    ScanParams,
+    ScanStatus,
+    StrategyResult,
+    StrategyStates,
+    new_scan_id,
+    now_iso,
+)
 from oppscan.processes import free_port
 from oppscan.storage import EmbeddedRedis, Keys, NewScan, Recorded, ScanStore, Written, open_store
 
@@ -259,3 +266,42 @@ def test_the_users_index_expires_with_the_last_of_their_scans(
         assert -1 == raw.ttl(index)  # a scan still runs
         assert None is store.finish(final, scan.epoch, scan.params.digest(), ttl)
     assert 119 <= raw.ttl(index) <= 120
+
+
+def test_strategy_states_are_written_with_results_and_by_their_owner_only(
+    store: ScanStore, raw: redis.Redis
+) -> None:
+    """A new scan's strategies are pending; the owner writes starts and outcomes (with
+    the result, in one step); a stale epoch writes nothing; the final states stay."""
+    scan = new_scan()
+    create(store, scan)
+
+    def states() -> dict[str, str]:
+        snap = store.read(scan.scan_id)
+        assert snap is not None
+        return dict(snap.states)
+
+    assert {"momentum": "pending", "rsi_reversal": "pending"} == states()
+    both_run: StrategyStates = (("momentum", "running"), ("rsi_reversal", "running"))
+    assert None is store.write_states(scan.scan_id, scan.epoch, both_run)
+    assert {"momentum": "running", "rsi_reversal": "running"} == states()
+    one_done: StrategyStates = (("momentum", "ok"), ("rsi_reversal", "running"))
+    recorded = store.record_strategy(
+        scan.scan_id, scan.epoch, result("momentum"), now_iso(), states=one_done
+    )
+    assert isinstance(recorded, Recorded)
+    assert {"momentum": "ok", "rsi_reversal": "running"} == states()
+    stale = replace(scan.epoch, tag="someone-else")
+    assert Written.FENCED is store.write_states(scan.scan_id, stale, both_run)
+    snap = store.read(scan.scan_id)
+    assert snap is not None
+    final_states: StrategyStates = (("momentum", "ok"), ("rsi_reversal", "cancelled"))
+    final = replace(
+        snap, status=ScanStatus.CANCELLED, results=b"{}", completed_at=now_iso(), completed=1
+    )
+    assert None is store.finish(replace(final, states=final_states), scan.epoch, "d", 60)
+    assert {"momentum": "ok", "rsi_reversal": "cancelled"} == states()
+    assert None is store.write_states(scan.scan_id, scan.epoch, both_run)  # its own, late
+    assert {"momentum": "ok", "rsi_reversal": "cancelled"} == states()
+    raw.delete(Keys().scan(scan.scan_id))
+    assert Written.FORGOTTEN is store.write_states(scan.scan_id, scan.epoch, both_run)

@@ -16,7 +16,14 @@ from oppscan.actors.lifecycle import (
     ScanLifecycle,
     Step,
 )
-from oppscan.model import ScanJob, ScanParams, ScanStatus, StrategyResult, now_iso
+from oppscan.model import (
+    ScanJob,
+    ScanParams,
+    ScanStatus,
+    StrategyResult,
+    StrategyStates,
+    now_iso,
+)
 from oppscan.storage import NewScan
 
 NAMES = ("a", "b")
@@ -58,9 +65,13 @@ def take_step(life: ScanLifecycle, answer: str) -> None:
         life.lease_released()
     elif step is Step.RESTORE:
         life.restored()
+    elif step is Step.WRITE_STATES:
+        life.states_written()
 
 
 EVENTS: dict[str, Callable[[ScanLifecycle], object]] = {
+    "start a": lambda life: life.started("a"),
+    "flush": lambda life: life.flush(),
     "report a": lambda life: life.reported(ok("a")),
     "report b": lambda life: life.reported(ok("b")),
     "fail a": lambda life: life.failed("a", "bad data"),
@@ -79,8 +90,14 @@ EVENTS: dict[str, Callable[[ScanLifecycle], object]] = {
 }
 
 
-def check(life: ScanLifecycle, before: Phase, outcome: object, durable: int) -> None:
+RANK = {"pending": 0, "running": 1, "ok": 2, "error": 2, "skipped": 2, "cancelled": 2}
+
+
+def check(
+    life: ScanLifecycle, before: Phase, outcome: object, durable: int, states: StrategyStates
+) -> None:
     assert life.phase is before or life.phase in TRANSITIONS[before]
+    assert all(RANK[a] <= RANK[b] for (_, a), (_, b) in zip(states, life.states(), strict=True))
     assert durable <= len(life.durable) <= life.total
     assert outcome is None or outcome == life.outcome
     if life.phase not in (Phase.RUNNING, Phase.RELEASING):
@@ -102,8 +119,9 @@ def test_every_sequence_of_four_events_keeps_to_the_diagram() -> None:
         life = started()
         for event in events:
             before, outcome, durable = life.phase, life.outcome, len(life.durable)
+            states = life.states()
             EVENTS[event](life)
-            check(life, before, outcome, durable)
+            check(life, before, outcome, durable, states)
 
 
 def test_every_phase_is_reached() -> None:
@@ -226,3 +244,61 @@ def test_an_arrow_not_in_the_diagram_is_refused() -> None:
     life.fenced()
     with pytest.raises(IllegalTransition):
         life.final_written()
+
+
+def test_starts_are_written_when_flushed_or_with_the_next_result() -> None:
+    """Starts wait for the flush (so that those arriving together make one write),
+    and a result's write carries them too."""
+    life = started()
+    life.started("a")
+    life.started("b")
+    assert Step.WAIT == life.next_step()
+    assert (("a", "running"), ("b", "running")) == life.states()
+    life.flush()
+    assert Step.WRITE_STATES == life.next_step()
+    life.states_written()
+    assert Step.WAIT == life.next_step()
+    life.reported(ok("a"))
+    life.flush()  # nothing started since: no write of its own
+    assert Step.WRITE_RESULT == life.next_step()
+    assert (("a", "ok"), ("b", "running")) == life.states(writing=life.unsaved[0])
+
+
+def test_a_result_write_carries_the_starts_not_yet_written() -> None:
+    """A start heard before a result is written with it: no separate write follows."""
+    life = started()
+    life.started("b")
+    life.reported(ok("a"))
+    life.flush()
+    assert Step.WRITE_RESULT == life.next_step()
+    assert (("a", "ok"), ("b", "running")) == life.states(writing=life.unsaved[0])
+    take_step(life, "ok")
+    assert Step.WAIT == life.next_step()
+
+
+def test_a_successor_keeps_what_its_predecessor_started_running() -> None:
+    """A strategy the previous owner had started stays `running` (a state never goes
+    back), while the successor runs it again."""
+    life = ScanLifecycle(replace(job(), states=(("a", "running"), ("b", "pending"))))
+    assert (("a", "running"), ("b", "pending")) == life.states()
+
+
+def test_a_start_after_the_scan_closed_or_its_result_is_ignored() -> None:
+    """No write for a start the scan no longer needs."""
+    life = started(done=(ok("a"),))
+    life.started("a")
+    assert (False, (("a", "ok"), ("b", "pending"))) == (life.starts_unwritten, life.states())
+    life.cancel()
+    life.started("b")
+    life.flush()
+    assert Step.WRITE_FINAL == life.next_step()
+
+
+def test_what_a_scan_never_finished_ends_cancelled() -> None:
+    """The final states: outcomes kept, pending and running become `cancelled`."""
+    life = started()
+    life.started("b")
+    life.reported(StrategyResult("a", "skipped", (), 1, "no data"))
+    take_step(life, "ok")
+    life.cancel()
+    assert (("a", "skipped"), ("b", "cancelled")) == life.final_states()

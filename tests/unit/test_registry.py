@@ -96,7 +96,7 @@ def test_cache_entry_lives_no_longer_than_the_retention_left() -> None:
 
 
 @pytest.fixture
-def registry_actor() -> Iterator[tuple[RegistryProxy, RegistryView, ScanJob]]:
+def registry_actor() -> Iterator[tuple[RegistryProxy, RegistryView, ScanJob, FakeStore]]:
     """A RegistryActor running one held scan over a fake store."""
     gate = threading.Event()
     strategies = {"held": FakeStrategy("held", gate=gate)}
@@ -114,17 +114,17 @@ def registry_actor() -> Iterator[tuple[RegistryProxy, RegistryView, ScanJob]]:
     view = RegistryView(300.0, 100, 3600)
     proxy = registry_proxy(RegistryActor.start(view, deps_for, 10.0))
     proxy.spawn(job, time.monotonic()).get(timeout=5)
-    yield proxy, view, job
+    yield proxy, view, job, store
     gate.set()
     proxy.actor_ref.stop()
     shared.close()
 
 
 def test_lease_news_about_another_epoch_is_ignored(
-    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob, FakeStore],
 ) -> None:
     """A renewal answer for an older or newer epoch of the scan does not touch this owner."""
-    proxy, view, job = registry_actor
+    proxy, view, job, _ = registry_actor
     before = view.owned()[SCAN].lease_until
     renewed_at = time.monotonic()
     proxy.leases_checked([LeaseState(SCAN, Epoch(2, "newer"), False, False)], renewed_at).get(
@@ -137,10 +137,10 @@ def test_lease_news_about_another_epoch_is_ignored(
 
 
 def test_a_lost_lease_takes_the_scan_off_this_worker(
-    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob, FakeStore],
 ) -> None:
     """Told its epoch lost the lease, the owner stops and readers go to Redis."""
-    proxy, view, job = registry_actor
+    proxy, view, job, _ = registry_actor
     cell = view.owned()[SCAN].cell
     proxy.leases_checked([LeaseState(SCAN, job.epoch, False, False)], time.monotonic()).get(
         timeout=5
@@ -165,13 +165,14 @@ def no_scans(registrar: Registrar) -> ScanDeps:
 
 
 def test_a_second_claim_of_a_scan_run_here_replaces_its_actor(
-    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob, FakeStore],
 ) -> None:
     """Spawned again under a newer epoch, the old actor stops, and its late news
     leaves the new one in place."""
-    proxy, view, job = registry_actor
+    proxy, view, job, store = registry_actor
     old = view.owned()[SCAN].proxy
     newer = replace(job, epoch=Epoch(2, "newer"))
+    store.records[SCAN].epoch = newer.epoch  # as the claim in Redis made it
     proxy.spawn(newer, time.monotonic()).get(timeout=5)
     assert old.actor_ref.actor_stopped.wait(10)
     proxy.scan_released(SCAN, job.epoch).get(timeout=5)  # the old actor's news, late
@@ -180,10 +181,10 @@ def test_a_second_claim_of_a_scan_run_here_replaces_its_actor(
 
 
 def test_no_scan_actor_outlives_its_registry(
-    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob, FakeStore],
 ) -> None:
     """Stopping the registry stops every scan actor it started, replaced ones included."""
-    proxy, view, job = registry_actor
+    proxy, view, job, _ = registry_actor
     first = view.owned()[SCAN].proxy
     proxy.spawn(replace(job, epoch=Epoch(2, "newer")), time.monotonic()).get(timeout=5)
     second = view.owned()[SCAN].proxy
@@ -193,11 +194,11 @@ def test_no_scan_actor_outlives_its_registry(
 
 
 def test_a_worker_whose_registry_failed_renews_no_lease(
-    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob],
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob, FakeStore],
 ) -> None:
     """Once the registry is dead the steward neither renews nor claims: the scans lapse
     to other workers while this one is replaced."""
-    proxy, view, _ = registry_actor
+    proxy, view, _, _ = registry_actor
     store = FakeStore()
     steward = Steward(store, proxy, view, "unit:1", Settings(redis_url="redis://unused"))
     steward.tick()

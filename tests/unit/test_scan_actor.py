@@ -45,8 +45,8 @@ class Pools:
     def __init__(self) -> None:
         self.made: list[Feeds] = []
 
-    def make(self, strategies: Sequence[FakeStrategy]) -> Feeds:
-        made = feeds({s.name: s for s in strategies})
+    def make(self, strategies: Sequence[FakeStrategy], threads: int = 4) -> Feeds:
+        made = feeds({s.name: s for s in strategies}, threads=threads)
         self.made.append(made)
         return made
 
@@ -74,6 +74,7 @@ def start(
     superseded: bool = False,
     outages: int = 0,
     schedule: Callable[[float, Callable[[], Any]], Any] = immediate,
+    threads: int = 4,
 ) -> Started:
     params = ScanParams(tuple(s.name for s in strategies), ("SYM0",), "1h")
     created = now_iso()
@@ -85,7 +86,7 @@ def start(
     store.outages = outages
     deps = ScanDeps(
         store=store,
-        feeds=pools.make(strategies),
+        feeds=pools.make(strategies, threads),
         registrar=recorder,
         result_ttl=60,
         results_cap=200,
@@ -213,6 +214,61 @@ def test_snapshot_answers_while_strategies_run(pools: Pools) -> None:
     gate.set()
     assert recorder.done.wait(10)
     assert seen == sorted(seen)
+
+
+def states_seen(started: Started, store: FakeStore, want: dict[str, str]) -> None:
+    """Wait until the cell shows `want`, and check that the store holds the same."""
+    poll_until(lambda: _shown(started) == want, timeout=10)
+    assert want == dict(store.records[started.job.scan_id].snapshot.states)
+
+
+def _shown(started: Started) -> dict[str, str]:
+    snapshot = started.cell.read(timeout=1)
+    assert snapshot is not None
+    return dict(snapshot.states)
+
+
+def _running(started: Started) -> list[str]:
+    return sorted(name for name, state in _shown(started).items() if state == "running")
+
+
+def test_each_strategy_is_pending_then_running_then_its_outcome(pools: Pools) -> None:
+    """A strategy shows `running` once a thread runs it (not while it waits for one),
+    and its outcome once durable; the cell shows what the store holds."""
+    store, recorder = FakeStore(), Recorder()
+    gates = {name: threading.Event() for name in "abc"}
+    strategies = [FakeStrategy(name, gate=gate) for name, gate in gates.items()]
+    started = start(store, strategies, pools, recorder, threads=2)
+    assert {"a": "pending", "b": "pending", "c": "pending"} == dict(
+        first_snapshot(started.job).states
+    )
+    poll_until(lambda: len(_running(started)) == 2, timeout=10)
+    first, second = _running(started)
+    waiting = next(n for n in "abc" if n not in (first, second))
+    states_seen(started, store, {first: "running", second: "running", waiting: "pending"})
+    gates[first].set()  # its thread runs the waiting one next
+    states_seen(started, store, {first: "ok", second: "running", waiting: "running"})
+    for gate in gates.values():
+        gate.set()
+    assert recorder.done.wait(10)
+    assert {"a": "ok", "b": "ok", "c": "ok"} == dict(recorder.finished[0].states)
+
+
+def test_strategies_a_scan_never_finished_are_cancelled_when_it_ends(pools: Pools) -> None:
+    """Once a scan ends, no strategy stays pending or running: the one that ran and
+    the one that waited for a thread are both `cancelled`."""
+    store, recorder = FakeStore(), Recorder()
+    gates = {name: threading.Event() for name in "ab"}
+    strategies = [FakeStrategy(name, gate=gate) for name, gate in gates.items()]
+    started = start(store, strategies, pools, recorder, threads=1)
+    poll_until(lambda: len(_running(started)) == 1, timeout=10)
+    scan_proxy(started.ref).cancel().get(timeout=5)
+    for gate in gates.values():
+        gate.set()
+    assert recorder.done.wait(10)
+    final = recorder.finished[0]
+    assert {"a": "cancelled", "b": "cancelled"} == dict(final.states)
+    assert final.states == store.records[started.job.scan_id].snapshot.states
 
 
 def test_cancel_stops_at_a_strategy_boundary(pools: Pools) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from rich.console import Console
 
 from oppscan import scan_cli
 from oppscan.cli import main
@@ -24,12 +25,13 @@ from oppscan.client import (
     NotFound,
     OppscanError,
     RateLimited,
+    ScanState,
     ServiceUnreachable,
     Unauthorized,
     Unavailable,
 )
 from oppscan.scan_cli import Exit, exit_code
-from oppscan.scan_view import CSV_COLUMNS
+from oppscan.scan_view import CSV_COLUMNS, ScanProgress
 from oppscan.settings import Settings
 
 SCAN_ID = "scan_" + "ab" * 16
@@ -76,6 +78,8 @@ def status_body(status: str, completed: int, found: int = 0) -> dict[str, Any]:
     }
     if status in ("failed", "cancelled"):
         body["error"] = f"scan {status}: market source down"
+    second = {"scanning": "running", "complete": "ok"}.get(status, "cancelled")
+    body["strategies"] = {"momentum": "ok", "rsi_reversal": second}
     return body
 
 
@@ -498,6 +502,30 @@ def test_status_json_is_the_services_document(cli: Callable[..., Run]) -> None:
     run = cli(["status", SCAN_ID, "--json"], FakeApi(polls=5))
     assert Exit.OK == run.code
     assert status_body("scanning", 1, 1) == json.loads(run.out)
+
+
+def test_status_names_the_strategies_in_each_state(cli: Callable[..., Run]) -> None:
+    """`status` shows which strategies run and which ended how."""
+    run = cli(["status", SCAN_ID], FakeApi(polls=5))
+    assert Exit.OK == run.code
+    lines = [" ".join(line.split()) for line in run.out.splitlines()]
+    assert ["running rsi_reversal", "ok momentum"] == [
+        line for line in lines if line.startswith(("running", "pending", "ok"))
+    ]
+
+
+def test_the_progress_line_names_what_runs_and_nothing_once_ended() -> None:
+    """Up to three running strategies by name, then how many more."""
+    running = status_body("scanning", 0)
+    running["strategies"] = {name: "running" for name in "abcde"}
+    console = Console(record=True, width=200)
+    with ScanProgress.on(console) as progress:
+        progress(ScanState.from_body(running, None))
+    assert "running: a, b, c +2" in console.export_text()
+    console = Console(record=True, width=200)
+    with ScanProgress.on(console) as progress:
+        progress(ScanState.from_body(status_body("complete", 2), None))
+    assert "running" not in console.export_text()
 
 
 def test_scans_lists_every_scan(cli: Callable[..., Run]) -> None:
