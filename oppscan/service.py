@@ -15,7 +15,7 @@ import pykka
 
 from oppscan.actors import CellBusy, SnapshotCell
 from oppscan.logs import get_logger
-from oppscan.metrics import SCAN_READS, SCANS_STARTED
+from oppscan.metrics import SCAN_READS, SCANS_STARTED, HotCounter
 from oppscan.model import (
     ScanParams,
     ScanSnapshot,
@@ -43,7 +43,7 @@ LookupMethod = Literal[
 ]
 # The labelled children, looked up once: `labels()` costs more than `inc()`.
 READS = {
-    (source, outcome): SCAN_READS.labels(source, outcome)
+    (source, outcome): HotCounter(SCAN_READS.labels(source, outcome))
     for source in ("actor", "cache", "store")
     for outcome in ("found", "not_found", "unavailable")
 }

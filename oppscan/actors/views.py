@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 
 from cachetools import TLRUCache
 
-from oppscan.metrics import CACHE_LOOKUPS
+from oppscan.metrics import CACHE_LOOKUPS, HotCounter
 from oppscan.model import Epoch, ScanJob, ScanSnapshot, StrategyResult, parse_iso
 
 if TYPE_CHECKING:
     from oppscan.actors.proxies import ScanActorProxy
 
-CACHE_HIT = CACHE_LOOKUPS.labels("hit")
-CACHE_MISS = CACHE_LOOKUPS.labels("miss")
+CACHE_HIT = HotCounter(CACHE_LOOKUPS.labels("hit"))
+CACHE_MISS = HotCounter(CACHE_LOOKUPS.labels("miss"))
 
 
 class CellBusy(Exception):

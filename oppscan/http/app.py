@@ -14,7 +14,7 @@ from typing import Any
 
 import falcon
 
-from oppscan import logs
+from oppscan import logs, metrics
 from oppscan.auth import TokenVerifier
 from oppscan.http import docs, errors, resources
 from oppscan.http.middleware import Authentication, Cors, RequestContext
@@ -121,3 +121,4 @@ def shutdown(quick: Callable[[], bool] = lambda: False) -> None:
         runtime, _runtime = _runtime, None
     if runtime is not None:
         stop_runtime(runtime, quick=quick)
+    metrics.TALLY.flush()  # what this worker counted since the last second

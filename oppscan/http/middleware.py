@@ -11,12 +11,12 @@ from typing import Any
 
 import falcon
 import falcon.asgi
-import structlog
 from falcon.routing import map_http_methods
 
+from oppscan import logs
 from oppscan.auth import TokenVerifier
 from oppscan.http.errors import unauthorized
-from oppscan.metrics import REQUEST_SECONDS, REQUESTS
+from oppscan.metrics import REQUEST_SECONDS, REQUESTS, HotCounter, HotHistogram
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -32,14 +32,14 @@ class RequestContext:
         req.context.started = time.perf_counter()
         given = req.get_header("X-Request-ID") or ""
         req.context.request_id = given if REQUEST_ID.match(given) else new_request_id()
-        structlog.contextvars.bind_contextvars(request_id=req.context.request_id)
+        logs.REQUEST_ID.set(req.context.request_id)
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, succeeded: bool
     ) -> None:
         resp.set_header("X-Served-By", self._worker)
         resp.set_header("X-Request-ID", str(req.context.get("request_id", "")))
-        structlog.contextvars.clear_contextvars()
+        logs.REQUEST_ID.set(None)
         started: float = req.context.get("started") or time.perf_counter()
         route = req.uri_template or "unmatched"
         count, duration = _request_metrics(route, req.method, resp.status_code)
@@ -53,11 +53,12 @@ def new_request_id() -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _request_metrics(route: str, method: str, status: int) -> tuple[Any, Any]:
+def _request_metrics(route: str, method: str, status: int) -> tuple[HotCounter, HotHistogram]:
     """The labelled children, looked up once per route, method and status."""
     if method not in METHODS:
         method = "other"  # a client must not be able to invent label values
-    return REQUESTS.labels(route, method, str(status)), REQUEST_SECONDS.labels(route, method)
+    count = HotCounter(REQUESTS.labels(route, method, str(status)))
+    return count, HotHistogram(REQUEST_SECONDS.labels(route, method))
 
 
 class Authentication:

@@ -89,13 +89,18 @@ def _unchanged(req: falcon.Request, resp: falcon.Response, etag: str) -> bool:
     """Tag the answer; True (and a bodiless 304) when the client holds it already.
 
     If-None-Match compares weakly (RFC 9110 13.1.2): a weak tag of ours matches too.
+    A client that sends back the one tag it was given is answered without parsing.
     """
     resp.etag = etag
-    held = req.if_none_match or ()
-    if any(tag == "*" or str(tag) == etag for tag in held):
-        resp.status = falcon.HTTP_304
-        return True
-    return False
+    sent = req.get_header("If-None-Match")
+    if sent is None:
+        return False
+    if sent != f'"{etag}"' and not any(
+        tag == "*" or str(tag) == etag for tag in req.if_none_match or ()
+    ):
+        return False
+    resp.status = falcon.HTTP_304
+    return True
 
 
 class Discover:

@@ -9,6 +9,8 @@ import time
 
 import requests
 
+from oppscan.metrics import FLUSH_S
+from tests.support.polling import poll_until
 from tests.support.server import GunicornServer
 
 
@@ -36,15 +38,23 @@ def test_metrics_count_requests_of_every_worker(server: GunicornServer) -> None:
         assert 404 == resp.status_code
         workers.add(resp.headers["X-Served-By"])
         sent += 1
-    scrape = requests.get(f"{server.url}/metrics", timeout=10)
-    assert 200 == scrape.status_code
-    assert scrape.headers["content-type"].startswith("text/plain")
-    text = scrape.text
     route = "/api/v1/opportunities/status/{scan_id}"
-    assert sent == total(text, "oppscan_http_requests_total", route=route, status="404")
-    assert sent == total(text, "oppscan_scan_reads_total", source="store", outcome="not_found")
+
+    def counted() -> tuple[float, float]:
+        scrape = requests.get(f"{server.url}/metrics", timeout=10)
+        assert 200 == scrape.status_code
+        assert scrape.headers["content-type"].startswith("text/plain")
+        text.append(scrape.text)
+        return (
+            total(scrape.text, "oppscan_http_requests_total", route=route, status="404"),
+            total(scrape.text, "oppscan_scan_reads_total", source="store", outcome="not_found"),
+        )
+
+    # Each worker writes what it counted once a second (the scraped one at once).
+    text: list[str] = []
+    poll_until(lambda: counted() == (sent, sent), timeout=5 * FLUSH_S)
     assert len(workers) >= 2
-    assert re.search(r"^oppscan_registry_cache_total\{.*result=\"miss\"", text, re.M)
+    assert re.search(r"^oppscan_registry_cache_total\{.*result=\"miss\"", text[-1], re.M)
 
 
 def wait_finished(server: GunicornServer, headers: dict[str, str], scan_id: str) -> str:
