@@ -156,8 +156,11 @@ class RegistryView:
         local = self.local(scan_id)
         if local is not None:
             return Resolution(local=local)
-        with self._cache_lock:
-            cached = self._cache.get(scan_id)
+        try:
+            with self._cache_lock:  # one lookup: `get` would check the expiry twice
+                cached: ScanSnapshot | None = self._cache[scan_id]
+        except KeyError:
+            cached = None
         if cached is None:
             CACHE_MISS.inc()
         else:
