@@ -26,7 +26,7 @@ from oppscan.model import (
 )
 from oppscan.results import build_partial
 from oppscan.runtime import Runtime
-from oppscan.storage import NewScan, Registered, StoreUnavailable
+from oppscan.storage import NewScan, Partial, Registered, StoreUnavailable
 
 log = get_logger("oppscan.service")
 T = TypeVar("T")
@@ -94,11 +94,13 @@ class Answer:
 
 @dataclass(frozen=True)
 class Lookup:
-    """A read's outcome before the ownership check: the snapshot, if any, and how."""
+    """A read's outcome before the ownership check: the snapshot, if any, and how
+    (with the strategy results recorded so far, when results were read from Redis)."""
 
     snapshot: ScanSnapshot | None
     source: Source
     lookup_method: LookupMethod
+    partial: Partial | None = None
 
 
 class ScanService:
@@ -150,13 +152,18 @@ class ScanService:
         return self._lookup(user, scan_id, with_results=False)
 
     def results(self, user: str, scan_id: str) -> Answer:
-        """A finished scan's results; a running one's so far, as Redis holds them.
+        """A finished scan's results; a running one's so far, as Redis holds them
+        (one read of the scan's hash, here or on any worker).
 
         While Redis cannot be read the owner still answers, with the status alone.
         """
         answer = self._lookup(user, scan_id, with_results=True)
-        if answer.snapshot.results is not None:
+        if answer.source != "actor" or answer.snapshot.results is not None:
             return answer
+        return self._owners_partial(user, scan_id, answer)
+
+    def _owners_partial(self, user: str, scan_id: str, answer: Answer) -> Answer:
+        """The owner's answer: what Redis holds so far, unless Redis is behind."""
         try:
             partial = self._store.read_partial(scan_id)
         except StoreUnavailable:
@@ -170,8 +177,10 @@ class ScanService:
             raise ScanNotFound(scan_id)  # its retention ended just now
         if partial.snapshot.results is not None:
             return Answer(partial.snapshot, "store")  # it finished just now
-        body = build_partial(partial.snapshot, partial.results, self._rt.settings.results_cap)
-        return Answer(partial.snapshot, "store", body)
+        return Answer(partial.snapshot, "store", self._partial_body(partial))
+
+    def _partial_body(self, partial: Partial) -> bytes:
+        return build_partial(partial.snapshot, partial.results, self._rt.settings.results_cap)
 
     def list_scans(self, user: str, limit: int) -> list[ScanSnapshot]:
         return self._store.list_scans(user, limit)
@@ -219,6 +228,8 @@ class ScanService:
             )
             raise ScanNotFound(scan_id)
         READS[found.source, "found"].inc()
+        if found.partial is not None and snapshot.results is None:
+            return Answer(snapshot, found.source, self._partial_body(found.partial))
         return Answer(snapshot, found.source)
 
     def _find(self, scan_id: str, with_results: bool) -> Lookup:
@@ -234,10 +245,14 @@ class ScanService:
             if cached.results is not None or not with_results:
                 return Lookup(cached, "cache", "cache")
             method = "scan_hash_for_results"
-        stored = self._store.read(scan_id, with_results=with_results)
+        if with_results:
+            partial = self._store.read_partial(scan_id)
+            stored = partial.snapshot if partial is not None else None
+        else:
+            partial, stored = None, self._store.read(scan_id)
         if stored is not None and stored.status.terminal:
             self._view.remember(stored)
-        return Lookup(stored, "store", method)
+        return Lookup(stored, "store", method, partial)
 
     # -- reading and asking actors ------------------------------------------------
 

@@ -154,12 +154,12 @@ class FakeStore:
             return Written.FORGOTTEN
         return self.records[scan_id].epoch == epoch
 
-    def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
+    def read(self, scan_id: str) -> ScanSnapshot | None:
         self._enter("read")
         record = self.records.get(scan_id)
         if record is None:
             return None
-        return record.snapshot if with_results else replace(record.snapshot, results=None)
+        return replace(record.snapshot, results=None)
 
     def read_partial(self, scan_id: str) -> Partial | None:
         self._enter("read_partial")

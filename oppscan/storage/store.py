@@ -355,21 +355,21 @@ class ScanStore:
         code = int(self._call(lambda: self._release(keys=keys, args=argv)))
         return Written.FORGOTTEN if code < 0 else code == 1
 
-    def read(self, scan_id: str, with_results: bool = False) -> ScanSnapshot | None:
-        """The scan as Redis holds it; None when it has none. Just after Redis
-        changed (`ServerWatch`) only a finished scan is an answer."""
-        names = RESULT_FIELDS if with_results else STATUS_FIELDS
+    def read(self, scan_id: str) -> ScanSnapshot | None:
+        """The scan's status as Redis holds it; None when it has none. Just after
+        Redis changed (`ServerWatch`) only a finished scan is an answer."""
         key = self._keys.scan(scan_id)
-        raw = self._call(lambda: self._reads.execute("HMGET", key, *names))
-        found = _snapshot(scan_id, dict(zip(names, raw, strict=True)))
+        raw = self._call(lambda: self._reads.execute("HMGET", key, *STATUS_FIELDS))
+        found = _snapshot(scan_id, dict(zip(STATUS_FIELDS, raw, strict=True)))
         gated = self._server.gating()
         if gated and (found is None or not found.status.terminal):
             raise StoreUnavailable("store_restarted")
         return found
 
     def read_partial(self, scan_id: str) -> Partial | None:
-        """The scan with the results its strategies recorded so far, in one read; None
-        when Redis has no such scan. Gated like `read` just after Redis changed."""
+        """The scan with its results document once finished, and the results its
+        strategies recorded so far, in one read; None when Redis has no such scan.
+        Gated like `read` just after Redis changed."""
         key = self._keys.scan(scan_id)
         raw = self._call(lambda: self._reads.execute("HGETALL", key))
         pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)

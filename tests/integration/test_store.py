@@ -130,7 +130,7 @@ def test_finish_writes_results_and_one_ttl_for_every_key(
         }
     )
     assert None is store.finish(final, scan.epoch, PARAMS.digest(), 120)
-    stored = store.read(scan.scan_id, with_results=True)
+    stored = store.read_partial(scan.scan_id).snapshot
     assert stored is not None
     assert (ScanStatus.COMPLETE, b'{"ok":1}', stamp, 2) == (
         stored.status,
@@ -183,7 +183,7 @@ def test_a_finished_scan_never_changes(store: ScanStore) -> None:
     final = replace(snap, status=ScanStatus.COMPLETE, completed_at=now_iso(), results=b"[1]")
     assert None is store.finish(final, scan.epoch, PARAMS.digest(), 60)
     assert None is store.finish(replace(final, results=b"[2]"), scan.epoch, PARAMS.digest(), 60)
-    stored = store.read(scan.scan_id, with_results=True)
+    stored = store.read_partial(scan.scan_id).snapshot
     assert stored is not None
     assert b"[1]" == stored.results
 

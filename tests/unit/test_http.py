@@ -18,6 +18,8 @@ from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
 from oppscan.http.openapi import BEARER_CHALLENGE, openapi_document
 from oppscan.market import MarketDataError
+from oppscan.model import ScanParams, StrategyResult, now_iso
+from oppscan.storage import NewScan
 from tests.fakes import FakeStore, FakeStrategy, api_on_fakes
 from tests.support.polling import poll_until
 
@@ -391,6 +393,29 @@ def test_a_running_scan_s_results_so_far(client: falcon.testing.TestClient) -> N
     assert 1 <= int(resp.headers["Retry-After"]) <= 5
     again = client.simulate_get(url, headers={**auth(), "If-None-Match": resp.headers["ETag"]})
     assert (304, b"") == (again.status_code, again.content)
+
+
+def test_a_worker_that_does_not_own_a_running_scan_reads_its_results_so_far_once(
+    client: falcon.testing.TestClient, store: FakeStore
+) -> None:
+    """A scan that runs on another worker: its results so far (and the states) come
+    from one read of the store, not a status read and then the results."""
+    params = ScanParams(("alpha", "held"), ("SYM0",), "1h")
+    scan = NewScan("scan_" + "e" * 32, "alice", params, now_iso(), "elsewhere:1")
+    store.register(scan, 10_000)
+    store.record_strategy(
+        scan.scan_id, scan.epoch, StrategyResult("alpha", "ok", (), 3), now_iso(),
+        states=(("alpha", "ok"), ("held", "running")),
+    )  # fmt: skip
+    store.calls.clear()
+    resp = client.simulate_get(f"/api/v1/opportunities/results/{scan.scan_id}", headers=auth())
+    assert (202, "store", True) == (
+        resp.status_code,
+        resp.headers["X-Scan-Source"],
+        resp.json["partial"],
+    )
+    assert {"alpha": "ok", "held": "running"} == resp.json["strategies"]
+    assert ["read_partial"] == store.calls
 
 
 def test_the_scan_list_says_what_each_scan_asked_for_and_finished_ones_when_they_expire(
