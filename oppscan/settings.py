@@ -98,7 +98,7 @@ class Settings:
         get = _Reader(env)
         return cls(
             redis_url=get.text("REDIS_URL", fallback="REDIS_URL"),
-            bind=get.text("BIND") or cls.bind,
+            bind=get.text("BIND") or _platform_bind(env) or cls.bind,
             workers=get.integer("WORKERS", cls.workers, fallback="WEB_CONCURRENCY"),
             threads=get.integer("THREADS", cls.threads),
             secret=get.text("SECRET"),
@@ -262,6 +262,16 @@ def _data_dir_secret(data_dir: Path) -> str:
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def _platform_bind(env: Mapping[str, str]) -> str | None:
+    """Every interface on the `PORT` a platform gives the process (when it gives one)."""
+    port = env.get("PORT", "").strip()
+    if not port:
+        return None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"PORT must be a port number, got {port!r}")
+    return f"0.0.0.0:{int(port)}"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ failover, out of memory, a failed save, a script hogging it...). The
 connection's parser turns those replies into `StoreRefused`, so every
 `except OUTAGE_ERRORS` sees them, the probe's included. Any other error reply
 (a wrong type, a bug in a script) is a bug and stays a `ResponseError`.
+
+`redis+sentinel://[user:pass@]host:port[,host:port…]/MASTER[/DB]` names a
+Sentinel deployment: each new connection asks the sentinels where the master
+is, and a connection that meets a `READONLY` (its server was demoted) or
+loses its server is dropped, so the next one goes to the master of the day.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -29,6 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from oppscan.metrics import REDIS_ERRORS
 
@@ -100,25 +107,118 @@ class StoreUnavailable(Exception):
         self.retry_after = retry_after
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """What a `redis+sentinel://` URL names: where the sentinels listen, the master's
+    name, its database, and the credentials of the master (and of the sentinels,
+    `?sentinel_password=`, when they have their own)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelTarget:
+        """Raises ValueError naming the part that is wrong (never the password)."""
+        parts = urlsplit(url)
+        if parts.scheme != SENTINEL_SCHEME:
+            raise ValueError(f"scheme is not {SENTINEL_SCHEME}")
+        hosts = parts.netloc.rpartition("@")[2]
+        sentinels = tuple(_host_port(node) for node in hosts.split(",") if node)
+        if not sentinels:
+            raise ValueError("no sentinel host:port")
+        path = [p for p in parts.path.split("/") if p]
+        if not path or len(path) > 2:
+            raise ValueError("the path is not /MASTER or /MASTER/DB")
+        if len(path) == 2 and not path[1].isdigit():
+            raise ValueError(f"database {path[1]!r} is not a number")
+        query = parse_qs(parts.query)
+        unknown = set(query) - {"sentinel_password"}
+        if unknown:
+            raise ValueError(f"unknown option {sorted(unknown)[0]!r}")
+        credentials = parts.netloc.rpartition("@")[0]
+        user, _, password = credentials.partition(":") if credentials else ("", "", "")
+        return cls(
+            sentinels=sentinels,
+            master=unquote(path[0]),
+            db=int(path[1]) if len(path) == 2 else 0,
+            username=unquote(user) or None,
+            password=unquote(password) or None,
+            sentinel_password=query.get("sentinel_password", [None])[0],
+        )
+
+    def address(self) -> str:
+        nodes = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"sentinel {nodes} master {self.master}"
+
+
+def _host_port(node: str) -> tuple[str, int]:
+    host, _, port = node.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"sentinel {node!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+class DemotedMasterConnection(SentinelManagedConnection):
+    """A connection to the master Sentinel names, dropped on a `READONLY` (its server
+    was demoted): the next connection asks the sentinels again."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except StoreRefused as refused:
+            if refused.code == "READONLY":
+                self.disconnect()  # type: ignore[no-untyped-call]  # untyped upstream
+            raise
+
+
 def connect(url: str, timeout: float) -> redis.Redis:
     """A client that tries once: `timeout` for each reply, half of it to connect."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout / 2,
-        health_check_interval=10,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        max_connections=64,
-        parser_class=RefusalParser,
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout / 2,
+        "health_check_interval": 10,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+        "max_connections": 64,
+        "parser_class": RefusalParser,
+    }
+    if not url.startswith(SENTINEL_SCHEME + "://"):
+        return redis.Redis.from_url(url, **options)
+    target = SentinelTarget.parse(url)
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]  # untyped upstream
+        list(target.sentinels),
+        sentinel_kwargs={
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout / 2,
+            "password": target.sentinel_password,
+        },
     )
+    client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]  # untyped upstream
+        target.master,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        connection_class=DemotedMasterConnection,
+        **options,
+    )
+    return client
 
 
 def redis_address(url: str) -> str:
-    """Where `url` points, for logs: host:port or the socket path, never a password.
+    """Where `url` points, for logs: host:port, the socket path or the sentinels and
+    master's name; never a password.
 
     Raises ValueError for a URL redis-py cannot use (scheme, port, option).
     """
+    if url.startswith(SENTINEL_SCHEME + ":"):
+        return SentinelTarget.parse(url).address()
     pool = redis.ConnectionPool.from_url(url)
     try:
         pool.make_connection()  # built, not connected: an unknown option fails here
@@ -167,6 +267,7 @@ class ThreadConnections:
 
     def _connect(self, conn: Any) -> None:
         try:
+            conn.connect()  # its class's own: a Sentinel-managed one asks where the master is
             self._greet(conn)
         except BaseException:
             conn.disconnect()

@@ -204,3 +204,12 @@ def test_the_options_digest_tells_endpoints_apart_and_ignores_key_order() -> Non
     test = {"binance": {"urls": {"api": {"public": "https://testnet.binance.vision"}}, "x": 1}}
     assert options_digest(main) == options_digest(same)
     assert options_digest(main) != options_digest(test)
+
+
+def test_a_platform_s_port_is_listened_on_every_interface_unless_bind_is_set() -> None:
+    """`PORT` (set by hosting platforms) binds 0.0.0.0 on it; `OPPSCAN_BIND` wins."""
+    assert "0.0.0.0:5000" == Settings.from_env({"PORT": "5000"}).bind
+    assert "127.0.0.1:9" == Settings.from_env({"PORT": "5000", "OPPSCAN_BIND": "127.0.0.1:9"}).bind
+    assert Settings.bind == Settings.from_env({}).bind
+    with pytest.raises(SettingsError, match="PORT must be a port number"):
+        Settings.from_env({"PORT": "http"})

@@ -11,6 +11,7 @@ from oppscan.auth import TokenVerifier
 from oppscan.settings import Settings
 from oppscan.startup import DataDirLock, StartError, check_market, check_redis_url, ready_text
 from oppscan.storage import redis_address
+from oppscan.storage.client import SentinelTarget
 
 
 def test_a_missing_csv_folder_is_a_start_error(tmp_path: Path) -> None:
@@ -52,6 +53,11 @@ def test_an_exchange_is_not_asked_at_start() -> None:
         "redis://:hunter2@127.0.0.1:99999/0",
         "http://:hunter2@127.0.0.1/0",
         "redis://:hunter2@127.0.0.1/0?no_such_option=1",
+        "redis+sentinel://:hunter2@10.0.0.1:26379,10.0.0.2/mymaster/0",
+        "redis+sentinel://:hunter2@10.0.0.1:26379/",
+        "redis+sentinel://:hunter2@10.0.0.1:26379/mymaster/zero",
+        "redis+sentinel://:hunter2@/mymaster",
+        "redis+sentinel://:hunter2@10.0.0.1:26379/mymaster?no_such_option=1",
     ],
 )
 def test_an_unusable_redis_url_is_a_start_error_without_its_password(url: str) -> None:
@@ -68,11 +74,33 @@ def test_an_unusable_redis_url_is_a_start_error_without_its_password(url: str) -
         ("redis://:hunter2@10.0.0.5:6380/1", "10.0.0.5:6380"),
         ("rediss://user:hunter2@cache.example/0", "cache.example:6379"),
         ("unix:///run/redis.sock?db=2", "/run/redis.sock"),
+        (
+            "redis+sentinel://app:hunter2@10.0.0.1:26379,10.0.0.2:26380/mymaster/3",
+            "sentinel 10.0.0.1:26379,10.0.0.2:26380 master mymaster",
+        ),
     ],
 )
 def test_redis_address_is_host_and_port_only(url: str, address: str) -> None:
     """What logs say about a Redis URL: where it points, not who logs in."""
     assert address == redis_address(url)
+
+
+def test_a_sentinel_url_names_sentinels_master_database_and_credentials() -> None:
+    """Every part of a `redis+sentinel://` URL lands where redis-py's Sentinel takes it."""
+    target = SentinelTarget.parse(
+        "redis+sentinel://app:p%40ss@10.0.0.1:26379,[::1]:26380/my%20master/3"
+        "?sentinel_password=s3cret"
+    )
+    assert target == SentinelTarget(
+        sentinels=(("10.0.0.1", 26379), ("::1", 26380)),
+        master="my master",
+        db=3,
+        username="app",
+        password="p@ss",
+        sentinel_password="s3cret",
+    )
+    bare = SentinelTarget.parse("redis+sentinel://10.0.0.1:26379/mymaster")
+    assert (0, None, None) == (bare.db, bare.username, bare.password)
 
 
 def test_a_second_lock_on_a_data_dir_names_the_holder(tmp_path: Path) -> None:

@@ -1,0 +1,86 @@
+"""The master of a Sentinel deployment SIGKILLed mid-scan: the replica takes over,
+every worker follows it, and nothing is lost."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from oppscan.storage import Keys
+from tests.faults.conftest import LATENCY_MS, LEASE_TTL
+from tests.faults.test_worker_death import assert_clean
+from tests.support.polling import poll_until
+from tests.support.sentinel import Node, SentinelDeployment
+from tests.support.server import GunicornServer
+from tests.support.watch import Scan, Watch, start_scans
+
+# After the promotion a worker may answer 503 until its circuit breaker's next
+# probe (at most 2 s later) and then for the 2 s in which owners write back
+# what the replica had not received.
+AFTER_PROMOTION_S = 2.0 + 2.0 + 0.5
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[SentinelDeployment]:
+    started = SentinelDeployment(tmp_path / "sentinel").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def server(deployment: SentinelDeployment, tmp_path: Path) -> Iterator[GunicornServer]:
+    env = {
+        "OPPSCAN_LEASE_TTL": str(LEASE_TTL),
+        "OPPSCAN_SYNTHETIC_LATENCY_MS": str(LATENCY_MS),
+        "OPPSCAN_FETCH_CONCURRENCY": "1",
+    }
+    started = GunicornServer(deployment.url, tmp_path, workers=4, env=env).start()
+    yield started
+    started.stop()
+
+
+def completed(node: Node, scans: list[Scan]) -> int:
+    """Strategies recorded over all `scans`, as that server holds them."""
+    client = node.client()
+    return sum(int(client.hget(Keys().scan(s.scan_id), "completed") or 0) for s in scans)
+
+
+def test_a_master_killed_mid_scan_fails_over_and_nothing_is_lost(
+    deployment: SentinelDeployment, server: GunicornServer
+) -> None:
+    """The replica is hung while the master records more results, then the master is
+    SIGKILLed: the replica, promoted without those writes, gets them back from their
+    owners. Meanwhile pollers read every worker: no answer is a 404 or a 5xx but
+    503, and those only until shortly after the promotion; progress never goes
+    back; every scan completes with every strategy recorded once."""
+    scans = start_scans(server, 4)
+    master, replica = deployment.master, deployment.replica
+    with Watch([server.url], scans) as watch:
+        poll_until(lambda: completed(master, scans) >= 1, 30)
+        replica.signal(signal.SIGSTOP)
+        replicated = completed(master, scans)
+        poll_until(lambda: completed(master, scans) > replicated, 30)  # not on the replica
+        at_kill = completed(master, scans)
+        killed = time.monotonic()
+        master.kill()
+        replica.signal(signal.SIGCONT)
+        promoted = poll_until(lambda: deployment.master_port() == replica.port, 30)
+        finished = watch.wait_complete(120) - killed
+    unavailable = [o.started - killed for o in watch.observations if o.code == 503]
+    last_503 = max(unavailable, default=0.0)
+    print(
+        watch.report(
+            "sentinel-failover",
+            results_not_replicated=at_kill - replicated,
+            promoted_s=round(promoted, 2),
+            unavailable_from_s=round(min(unavailable, default=0.0), 2),
+            unavailable_until_s=round(last_503, 2),
+            finished_s=round(finished, 2),
+        )
+    )
+    assert_clean(watch)
+    assert last_503 <= promoted + AFTER_PROMOTION_S, "503s went on after the failover"
