@@ -1,9 +1,9 @@
 """Every Redis key oppscan uses, and nothing else builds key strings.
 
 A scan's own key carries the hash tag `{scan_id}`; indexes span scans and have
-no tag. The scripts touch a scan's key together with indexes (and REGISTER,
-FINISH and CLAIMABLE's callers build scan keys inside Lua), so they need a
-single Redis, or Sentinel in front of one, not Cluster.
+no tag. The scripts touch a scan's key together with indexes (and REGISTER and
+FINISH build the keys of other scans inside Lua), so they need a single Redis,
+or Sentinel in front of one, not Cluster.
 """
 
 from __future__ import annotations
