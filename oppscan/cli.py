@@ -4,12 +4,11 @@ use the API: `scan`, `status`, `results`, `cancel`, `scans` (`oppscan/scan_cli.p
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
 
-from oppscan import loadtest, scan_cli
+from oppscan import installed_version, loadtest, scan_cli
 from oppscan.auth import settings_token
 from oppscan.processes import GUNICORN_CONFIG
 from oppscan.settings import PREFIX, Settings, SettingsError
@@ -45,14 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     loadtest.add_arguments(commands.add_parser("loadtest", help="measure throughput and latency"))
     scan_cli.add_commands(commands)
     return parser
-
-
-def installed_version() -> str:
-    """The version pip installed (its metadata), or `unknown` in a checkout never installed."""
-    try:
-        return importlib.metadata.version("oppscan")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,12 @@ SCANS_FINISHED = Counter(
     "oppscan_scans_finished_total", "Scans that reached a terminal status", ["status"]
 )
 SCANS_RUNNING = Gauge(
-    "oppscan_scans_running", "Scans owned by a worker now", multiprocess_mode="liveall"
+    "oppscan_scans_running",
+    "Scans owned by this server's live workers now",
+    multiprocess_mode="livesum",  # one series, whatever the workers' pids
+)
+BUILD_INFO = Gauge(
+    "oppscan_build_info", "The version serving (always 1)", ["version"], multiprocess_mode="max"
 )
 STRATEGY_SECONDS = Histogram(
     "oppscan_strategy_duration_seconds",
@@ -82,6 +87,28 @@ LEASES = Counter(
 )
 REDIS_ERRORS = Counter("oppscan_redis_errors_total", "Failed Redis calls by kind", ["kind"])
 REDIS_RECONNECTS = Counter("oppscan_redis_reconnects_total", "Store recoveries after an outage")
+
+
+# The label values each counter is known to take, exported at zero from the start:
+# a rate or an alert over a series that does not exist yet sees nothing.
+KNOWN_LABELS: tuple[tuple[Counter, tuple[str, ...]], ...] = (
+    (SCANS_STARTED, ("scanning", "queued", "deduplicated", "reused")),
+    (SCANS_FINISHED, ("complete", "failed", "cancelled")),
+    (LEASES, ("claimed", "taken_over", "released", "lost")),
+    (REDIS_ERRORS, ("ConnectionError", "TimeoutError", "circuit_open", "READONLY", "OOM")),
+)
+FETCH_OUTCOMES = ("fetched", "cached", "shared", "error", "rate_limited")
+
+
+def export_at_zero(version: str, market_sources: Iterable[str]) -> None:
+    """Create every known series of this process (at zero), and the build info."""
+    for counter, values in KNOWN_LABELS:
+        for value in values:
+            counter.labels(value)
+    for source in market_sources:
+        for outcome in FETCH_OUTCOMES:
+            MARKET_FETCHES.labels(source, outcome)
+    BUILD_INFO.labels(version).set(1)
 
 
 FLUSH_S = 1.0  # how often a process writes its tallies to its metric files

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pykka
 
+from oppscan import installed_version
 from oppscan.actors import RegistryActor, RegistryView
 from oppscan.actors.feed import Feeds
 from oppscan.actors.proxies import RegistryProxy, ScanActorProxy, registry_proxy
@@ -24,11 +25,11 @@ from oppscan.actors.steward import Steward
 from oppscan.actors.strategy_run import ProcessStrategyPool, StrategyPool, ThreadStrategyPool
 from oppscan.logs import get_logger
 from oppscan.market import CcxtSetup, MarketData, load_market
-from oppscan.market.cache import SeriesCache
+from oppscan.market.cache import SeriesCache, source_label
 from oppscan.market.limits import SharedThrottle
 from oppscan.market.plan import FetchPool
 from oppscan.market.throttle import LocalThrottle
-from oppscan.metrics import MARKET_FETCHES
+from oppscan.metrics import MARKET_FETCHES, export_at_zero
 from oppscan.settings import Settings, worker_name
 from oppscan.storage import MarketStore, Store, open_store, redis_address
 from oppscan.strategies import Strategy, available_strategies
@@ -74,6 +75,7 @@ def start_runtime(
         settings.market, settings.synthetic_latency_ms, ccxt_setup(settings, shared)
     )
     strategies = available_strategies()
+    export_at_zero(installed_version(), {source_label(market, v) for v in market.venues()})
     feeds = market_feeds(settings, shared, market, strategies)
     view = RegistryView(settings.cache_ttl, settings.cache_size, settings.result_ttl)
     worker = worker_name()

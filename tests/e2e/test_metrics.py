@@ -117,3 +117,25 @@ def test_a_not_found_answer_is_logged_with_how_it_was_looked_up(server: Gunicorn
         "lookup_method": "scan_hash",
         "failure_reason": "unknown_or_expired",
     }.items() <= event.items()
+
+
+def test_every_counter_is_exported_at_zero_and_running_scans_is_one_series(
+    server: GunicornServer,
+) -> None:
+    """The known series exist from the start (at zero until something happens: an
+    alert on a rate sees them), the build says its version, and running scans is one series summed
+    over the live workers, with no pid in its labels."""
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    for name, label in [
+        ("oppscan_leases_total", 'event="taken_over"'),
+        ("oppscan_redis_errors_total", 'kind="ConnectionError"'),
+        ("oppscan_scans_finished_total", 'status="failed"'),
+        ("oppscan_scans_started_total", 'kind="reused"'),
+        ("oppscan_market_fetches_total", 'outcome="rate_limited"'),
+    ]:
+        assert re.search(rf"^{name}\{{[^}}]*{label}[^}}]*\}} ", text, re.M), (name, label)
+    assert re.search(r'^oppscan_build_info\{version="[^"]+"\} 1\.0$', text, re.M)
+    running = [line for line in text.splitlines() if line.startswith("oppscan_scans_running")]
+    assert 1 == len(running), running
+    assert "pid=" not in running[0]
+    assert re.search(r"^oppscan_redis_reconnects_total \d", text, re.M)
