@@ -124,8 +124,7 @@ class Steward:
     def _reconnect(self) -> bool:
         if not self._store.probe():
             return False
-        log.info("store_reconnected")
-        REDIS_RECONNECTS.inc()
+        REDIS_RECONNECTS.inc()  # the breaker logged `store_reconnected` as it closed
         self._registry.store_recovered.defer()
         self._next_renew = 0.0
         return True

@@ -92,8 +92,10 @@ def _store_unavailable(
     req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
 ) -> None:
     assert isinstance(exc, StoreUnavailable)
-    scan_id = (params or {}).get("scan_id")
-    log.warning("store_unavailable", path=req.path, scan_id=scan_id, failure_reason=exc.reason)
+    # Not a line per request: the breaker logs `store_down` and `store_reconnected`
+    # (with these requests counted), the steward `store_restarted`.
+    if exc.outage is not None:
+        exc.outage.refused_a_request()
     raise ApiError(
         503,
         "store_unavailable",

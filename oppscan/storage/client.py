@@ -37,9 +37,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
+from oppscan.logs import get_logger
 from oppscan.metrics import REDIS_ERRORS
 
 T = TypeVar("T")
+log = get_logger("oppscan.store")
 
 # Error codes of replies that mean "not now", not "wrong call". LOADING is not
 # here: redis-py already raises BusyLoadingError, a ConnectionError, for it.
@@ -98,13 +100,28 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class Outage:
+    """One stretch of time a store was down: from the call that failed first until
+    the breaker closed again, and how many requests were answered 503 meanwhile."""
+
+    def __init__(self, store: str, reason: str, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.reason = reason
+        self.started = clock()
+        self.requests_refused = 0  # a count of the HTTP layer's 503s (a lost one is harmless)
+
+    def refused_a_request(self) -> None:
+        self.requests_refused += 1
+
+
 class StoreUnavailable(Exception):
     """Redis cannot be reached now; the answer is 503, never `not_found`."""
 
-    def __init__(self, reason: str, retry_after: float = 1.0) -> None:
+    def __init__(self, reason: str, retry_after: float = 1.0, outage: Outage | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.outage = outage  # the breaker's, for the HTTP layer to count its 503s
 
 
 SENTINEL_SCHEME = "redis+sentinel"
@@ -297,13 +314,20 @@ def _round_trip(conn: Any, args: tuple[str | bytes, ...]) -> Any:
 
 @dataclass
 class CircuitBreaker:
-    """Opens on an outage; after `backoff` one caller probes, the rest fail fast."""
+    """Opens on an outage; after `backoff` one caller probes, the rest fail fast.
 
+    An outage is logged twice, whatever the traffic: `store_down` when the breaker
+    opens (with the first failure), `store_reconnected` when it closes (with how
+    long it lasted and how many requests were answered 503).
+    """
+
+    store: str = "scans"  # which store, in its log events
     min_backoff: float = 0.05
     max_backoff: float = 2.0
     clock: Callable[[], float] = time.monotonic
     _open_until: float = 0.0
     _backoff: float = 0.0
+    _outage: Outage | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def call(self, fn: Callable[[], T]) -> T:
@@ -313,8 +337,8 @@ class CircuitBreaker:
         except OUTAGE_ERRORS as exc:
             kind = exc.code if isinstance(exc, StoreRefused) else type(exc).__name__
             REDIS_ERRORS.labels(kind).inc()
-            self._trip()
-            raise StoreUnavailable(kind, self.retry_after) from exc
+            outage = self._trip(kind, exc)
+            raise StoreUnavailable(kind, self.retry_after, outage) from exc
         self._reset()
         return result
 
@@ -331,21 +355,36 @@ class CircuitBreaker:
             now = self.clock()
             if now < self._open_until:
                 REDIS_ERRORS.labels("circuit_open").inc()
-                raise StoreUnavailable("circuit_open", self.retry_after)
+                raise StoreUnavailable("circuit_open", self.retry_after, self._outage)
             if self._backoff:
                 # Let exactly this caller probe; others fail fast meanwhile.
                 self._open_until = now + self._backoff
 
-    def _trip(self) -> None:
+    def _trip(self, kind: str, exc: BaseException) -> Outage:
         with self._lock:
             self._backoff = min(self.max_backoff, max(self.min_backoff, self._backoff * 2))
             self._open_until = self.clock() + self._backoff
+            outage, opened = self._outage, self._outage is None
+            if outage is None:
+                outage = self._outage = Outage(self.store, kind, self.clock)
+        if opened:
+            log.warning("store_down", store=self.store, failure_reason=kind, detail=str(exc))
+        return outage
 
     def reset(self) -> None:
         """Close the breaker (a probe found the store answering again)."""
         with self._lock:
             self._backoff = 0.0
             self._open_until = 0.0
+            outage, self._outage = self._outage, None
+        if outage is not None:
+            log.info(
+                "store_reconnected",
+                store=self.store,
+                failure_reason=outage.reason,
+                down_s=round(self.clock() - outage.started, 3),
+                requests_refused=outage.requests_refused,
+            )
 
     def _reset(self) -> None:
         if self._backoff:

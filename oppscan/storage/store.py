@@ -248,7 +248,7 @@ class ScanStore:
     def market(self) -> MarketStore:
         """The market layer's keys, on this store's connections with a circuit breaker
         of its own: a slow series write never makes status reads answer 503."""
-        return MarketStore(self._client, self._keys, CircuitBreaker())
+        return MarketStore(self._client, self._keys, CircuitBreaker("market"))
 
     def _call(self, fn: Callable[[], T]) -> T:
         return self.breaker.call(fn)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -62,6 +64,23 @@ def run_outage(
     assert slow < (0.1 if crash else 1.0)
     assert "WORKER TIMEOUT" not in server.log_text()
     assert_clean(watch)
+    assert_one_event_per_outage(server)
+
+
+def assert_one_event_per_outage(server: GunicornServer) -> None:
+    """Each worker logged the outage twice whatever its traffic: `store_down` when its
+    breaker opened, `store_reconnected` (with the 503s counted) when it closed; never
+    a line per request."""
+    events = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+    scans = [e for e in events if e.get("store") == "scans"]
+    downs = collections.Counter(e["worker"] for e in scans if e["event"] == "store_down")
+    back = [e for e in scans if e["event"] == "store_reconnected"]
+    assert [] == [e for e in events if e["event"] == "store_unavailable"]
+    assert downs
+    assert {1} == set(downs.values()), downs
+    assert sorted(downs) == sorted(e["worker"] for e in back)
+    assert all(e["down_s"] > 0 for e in back)
+    assert sum(e["requests_refused"] for e in back) > 0
 
 
 def discover_status(server: GunicornServer, token: str) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import redis
+import structlog
+import structlog.testing
 
 from oppscan.storage import CircuitBreaker, StoreUnavailable
 from oppscan.storage.client import RefusalParser
@@ -59,4 +61,32 @@ def test_any_other_error_reply_stays_a_bug(reply: str) -> None:
     breaker = CircuitBreaker()
     with pytest.raises(redis.ResponseError):
         breaker.call(lambda: raise_reply(reply))
+    assert not breaker.is_open
+
+
+def test_an_outage_is_two_log_events_whatever_the_calls_in_it() -> None:
+    """The breaker logs `store_down` when it opens and `store_reconnected` when it closes,
+    with how long it was down and the requests refused meanwhile; the calls refused
+    while it is open carry the same outage, and log nothing of their own."""
+    now = [100.0]
+    breaker = CircuitBreaker("scans", clock=lambda: now[0])
+    with structlog.testing.capture_logs() as logged:
+        refused = []
+        for probe in range(3):
+            now[0] += 5.0 if probe else 0.0  # past the back-off: a probe, which fails again
+            with pytest.raises(StoreUnavailable) as unavailable:
+                breaker.call(lambda: raise_reply("READONLY You can't write against a replica."))
+            refused.append(unavailable.value)
+        with pytest.raises(StoreUnavailable) as fast:
+            breaker.call(lambda: 1)  # inside the back-off: refused without a call
+        for answer in [*refused, fast.value]:
+            assert answer.outage is refused[0].outage
+            answer.outage.refused_a_request()  # as the HTTP layer does for its 503s
+        now[0] += 5.0
+        assert 1 == breaker.call(lambda: 1)
+    assert [
+        ("store_down", "READONLY"),
+        ("store_reconnected", "READONLY"),
+    ] == [(e["event"], e["failure_reason"]) for e in logged]
+    assert (15.0, 4) == (logged[1]["down_s"], logged[1]["requests_refused"])
     assert not breaker.is_open
