@@ -1,12 +1,14 @@
 """What oppscan's request pipeline costs on top of Falcon, in process, no network.
 
-    python benchmarks/bench_pipeline.py [--requests 20000] [--profile status_304]
+    python benchmarks/bench_pipeline.py [--requests 20000] [--profile status_304] [--access-log]
 
 Calls the WSGI apps directly, each request a copy of one prepared environ: the
 hello app (Falcon, a constant JSON document) and oppscan's own app on a real
 Redis (the embedded one), reading a finished scan this worker has cached.
 Prints microseconds per request for each, their ratio to hello, and, with
 `--profile`, where one kind of request spends them (cProfile, by own time).
+The access log is off unless `--access-log` (its lines then go to stderr:
+redirect it).
 gunicorn, sockets and the kernel are left out: this isolates what the app
 adds, which `bench_service.py` measures whole.
 """
@@ -38,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=20_000, help="requests per kind")
     parser.add_argument("--reps", type=int, default=3, help="alternating runs per kind")
     parser.add_argument("--profile", help="the kind of request to profile (e.g. status_304)")
+    parser.add_argument("--access-log", action="store_true", help="with the access log on")
     return parser.parse_args()
 
 
@@ -75,7 +78,8 @@ def main() -> int:
         "OPPSCAN_SECRET": SECRET,
         "OPPSCAN_DATA_DIR": str(work / "data"),
         "OPPSCAN_METRICS_DIR": str(metrics),
-        "OPPSCAN_LOG_LEVEL": "warning",
+        "OPPSCAN_LOG_LEVEL": "info" if args.access_log else "warning",
+        "OPPSCAN_ACCESS_LOG": "1" if args.access_log else "0",
     }
     from hello_app import app as hello
 

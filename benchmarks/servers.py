@@ -48,9 +48,12 @@ def oppscan_server(
     workers: int,
     **extra: str,
 ) -> Gunicorn:
-    """oppscan as operators run it; `extra` adds OPPSCAN_* settings (lower-case names)."""
+    """oppscan as operators run it, but without the access log (its figures are the
+    pipeline's; `bench_pipeline.py --access-log` measures what the log adds);
+    `extra` adds OPPSCAN_* settings (lower-case names)."""
     port = free_port()
     env = {
+        "OPPSCAN_ACCESS_LOG": "0",
         "OPPSCAN_BIND": f"127.0.0.1:{port}",
         "OPPSCAN_REDIS_URL": redis_url,
         "OPPSCAN_WORKERS": str(workers),

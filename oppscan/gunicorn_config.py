@@ -49,6 +49,7 @@ control_socket_disable = True
 proc_name = "oppscan"
 errorlog = "-"
 loglevel = _settings.log_level
+logger_class = "oppscan.gunicorn_logging.JsonLogger"  # JSON lines, as the workers write
 
 
 def on_starting(server: Any) -> None:
@@ -60,7 +61,8 @@ def on_starting(server: Any) -> None:
         _fresh_metrics_dir()
         check(_settings, server.address)
     except StartError as exc:
-        raise SystemExit(f"oppscan: {exc}") from None
+        server.log.error(f"oppscan: {exc}")  # one event, in the JSON stream
+        raise SystemExit(1) from None
     if _settings.embedded:
         from oppscan.storage import EmbeddedRedis
 

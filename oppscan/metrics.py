@@ -74,7 +74,10 @@ SCANS_RUNNING = Gauge(
     multiprocess_mode="livesum",  # one series, whatever the workers' pids
 )
 BUILD_INFO = Gauge(
-    "oppscan_build_info", "The version serving (always 1)", ["version"], multiprocess_mode="max"
+    "oppscan_build_info",
+    "The version serving (always 1)",
+    ["version"],
+    multiprocess_mode="livemax",  # a live gauge: a dead worker's file is removed
 )
 STRATEGY_SECONDS = Histogram(
     "oppscan_strategy_duration_seconds",

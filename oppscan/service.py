@@ -13,6 +13,7 @@ from typing import Literal, TypeVar
 
 import pykka
 
+from oppscan import logs
 from oppscan.actors import CellBusy, SnapshotCell
 from oppscan.logs import get_logger
 from oppscan.metrics import SCAN_READS, SCANS_STARTED, HotCounter
@@ -131,7 +132,18 @@ class ScanService:
         if done.kind is Registered.LIMITED:
             raise TooManyActiveScans(limit)
         assert done.status is not None
-        SCANS_STARTED.labels(KINDS.get(done.kind, done.status.value)).inc()
+        kind = KINDS.get(done.kind, done.status.value)
+        SCANS_STARTED.labels(kind).inc()
+        log.info(
+            "scan_started",
+            scan_id=done.scan_id,
+            user=logs.USER(user),
+            kind=kind,
+            strategies=len(params.strategies),
+            symbols=len(params.symbols),
+            timeframe=params.timeframe,
+            force_refresh=force_refresh,
+        )
         if done.kind is not Registered.CREATED:
             joined = done.kind is Registered.JOINED
             return Discovered(done.scan_id, done.status, deduplicated=joined, cached=not joined)
@@ -219,12 +231,15 @@ class ScanService:
         snapshot = found.snapshot
         if snapshot is None or snapshot.user != user:
             READS[found.source, "not_found"].inc()
-            log.info(
-                "scan_not_found",
+            other = snapshot is not None  # answered 404 all the same: ids are not probed
+            (log.warning if other else log.info)(
+                "scan_of_another_user" if other else "scan_not_found",
                 scan_id=scan_id,
+                user=logs.USER(user),
+                owner_user=logs.USER(snapshot.user) if snapshot is not None else None,
                 source=found.source,
                 lookup_method=found.lookup_method,
-                failure_reason="unknown_or_expired" if snapshot is None else "other_user",
+                failure_reason="other_user" if other else "unknown_or_expired",
             )
             raise ScanNotFound(scan_id)
         READS[found.source, "found"].inc()

@@ -7,6 +7,7 @@ expects.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -72,6 +73,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     body_timeout: float = 10.0
     log_level: str = "info"
+    log_user: str = "hash"  # how log events name a user: hash, plain or off
+    access_log: bool = True  # one `request` event per request answered
     metrics_dir: Path | None = None
     jwt_algorithms: tuple[str, ...] = ("HS256",)
     jwt_public_key: str | None = None
@@ -131,6 +134,8 @@ class Settings:
                 "DISCOVER_RATE_PER_MINUTE", cls.discover_rate_per_minute, minimum=0
             ),
             log_level=(get.text("LOG_LEVEL") or cls.log_level).lower(),
+            log_user=get.choice("LOG_USER", cls.log_user, ("hash", "plain", "off")),
+            access_log=get.choice("ACCESS_LOG", "1", ("0", "1")) == "1",
             metrics_dir=_path(get.text("METRICS_DIR", fallback=METRICS_ENV)),
             jwt_algorithms=_words(get.text("JWT_ALGORITHMS") or "HS256"),
             jwt_public_key=_pem(get.text("JWT_PUBLIC_KEY")),
@@ -179,7 +184,13 @@ def export_redis_url(url: str) -> None:
 
 def worker_name() -> str:
     """`host:pid`, the value of `X-Served-By` and of a scan's `owner`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return _worker_name(os.getpid())
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_name(pid: int) -> str:
+    """Once per process (the pid is the key: a forked worker gets its own)."""
+    return f"{socket.gethostname()}:{pid}"
 
 
 def _words(value: str, upper: bool = True) -> tuple[str, ...]:
@@ -295,6 +306,12 @@ class _Reader:
         if value < minimum:
             raise SettingsError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
         return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        raw = (self.text(name) or default).lower()
+        if raw not in allowed:
+            raise SettingsError(f"{PREFIX}{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw
 
     def number(self, name: str, default: float, minimum: float = 1e-3) -> float:
         raw = self.text(name)

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import pykka
 
+from oppscan import logs
 from oppscan.actors.feed import Feeds, StrategyFeed
 from oppscan.actors.lifecycle import Phase, ScanLifecycle, Step
 from oppscan.actors.proxies import ScanActorProxy, scan_proxy
@@ -35,6 +36,7 @@ from oppscan.model import (
     ScanStatus,
     StrategyResult,
     initial_states,
+    millis_between,
     now_iso,
     plus_seconds,
 )
@@ -99,7 +101,9 @@ class ScanActor(pykka.ThreadingActor):
         self._job = job
         self._deps = deps
         self._cell = cell
-        self._log = get_logger("oppscan.scan").bind(scan_id=job.scan_id, epoch=str(job.epoch))
+        self._log = get_logger("oppscan.scan").bind(
+            scan_id=job.scan_id, epoch=str(job.epoch), user=logs.USER(job.user)
+        )
         self._life = ScanLifecycle(job)
         self._feed: StrategyFeed | None = None  # once started
         self._futures: dict[str, Future[StrategyResult | ScanFailure]] = {}
@@ -131,9 +135,7 @@ class ScanActor(pykka.ThreadingActor):
             else:  # resumed on a worker without this plugin: say so, and go on
                 missing = "strategy is not installed on this worker"
                 self._life.reported(StrategyResult(name, "error", (), 0, missing))
-        self._log.info(
-            "scan_started", remaining=len(self._futures), resumed=len(self._life.durable)
-        )
+        self._log.info("scan_owned", remaining=len(self._futures), resumed=len(self._life.durable))
         self._life.begin(self._job.cancel_requested)
         self._run()
 
@@ -335,7 +337,13 @@ class ScanActor(pykka.ThreadingActor):
         self._cell.publish(final)
         self._life.final_written()
         SCANS_FINISHED.labels(final.status.value).inc()
-        self._log.info("scan_finished", status=final.status.value, completed=final.completed)
+        self._log.info(
+            "scan_finished",
+            status=final.status.value,
+            completed=final.completed,
+            opportunities=final.found,
+            duration_ms=millis_between(self._job.created_at, final.completed_at or now_iso()),
+        )
 
     def _not_written(self, outcome: Written) -> None:
         """Called inside `writing()`: fenced, readers go to Redis; forgotten, we write back."""

@@ -31,9 +31,12 @@ _runtime: Runtime | None = None
 
 
 def create_app(
-    deps: resources.ApiDeps, verifier: TokenVerifier, cors_origins: Sequence[str] = ()
+    deps: resources.ApiDeps,
+    verifier: TokenVerifier,
+    cors_origins: Sequence[str] = (),
+    access_log: bool = False,
 ) -> falcon.App[falcon.Request, falcon.Response]:
-    middleware: list[Any] = [RequestContext(deps.worker), Authentication(verifier)]
+    middleware: list[Any] = [RequestContext(deps.worker, access_log), Authentication(verifier)]
     if cors_origins:  # before Authentication: it answers preflights, which carry no token
         middleware.insert(1, Cors(cors_origins))
     app = falcon.App(middleware=middleware)
@@ -85,7 +88,8 @@ def app_from_runtime(runtime: Runtime) -> falcon.App[falcon.Request, falcon.Resp
         body_timeout=settings.body_timeout,
         metrics_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
     )
-    return create_app(deps, TokenVerifier.from_settings(settings), settings.cors_origins)
+    verifier = TokenVerifier.from_settings(settings)
+    return create_app(deps, verifier, settings.cors_origins, settings.access_log)
 
 
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:
@@ -94,7 +98,8 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     with _lock:
         if _runtime is None:
             settings = Settings.from_env()
-            logs.configure(settings.log_level)
+            users = logs.UserField(settings.log_user, settings.available_secret() or "")
+            logs.configure(settings.log_level, users)
             _runtime = start_runtime(settings, on_registry_failure=_replace_this_worker)
         return app_from_runtime(_runtime)
 

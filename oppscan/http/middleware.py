@@ -20,13 +20,16 @@ from oppscan.metrics import REQUEST_SECONDS, REQUESTS, HotCounter, HotHistogram
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+access = logs.get_logger("oppscan.access")
 
 
 class RequestContext:
-    """Sets `X-Served-By` and `X-Request-ID` on every response."""
+    """Sets `X-Served-By` and `X-Request-ID` on every response, counts it, and (with
+    `access_log`) logs it: one `request` event, with its route, status, time and user."""
 
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, access_log: bool = False) -> None:
         self._worker = worker
+        self._access_log = access_log
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -39,12 +42,23 @@ class RequestContext:
     ) -> None:
         resp.set_header("X-Served-By", self._worker)
         resp.set_header("X-Request-ID", str(req.context.get("request_id", "")))
-        logs.REQUEST_ID.set(None)
         started: float = req.context.get("started") or time.perf_counter()
+        seconds = time.perf_counter() - started
         route = req.uri_template or "unmatched"
         count, duration = _request_metrics(route, req.method, resp.status_code)
         count.inc()
-        duration.observe(time.perf_counter() - started)
+        duration.observe(seconds)
+        if self._access_log:
+            user = req.context.get("user")
+            access.info(
+                "request",
+                method=req.method,
+                route=route,
+                status=resp.status_code,
+                duration_ms=round(seconds * 1000, 2),
+                user=logs.USER(user) if user else None,
+            )
+        logs.REQUEST_ID.set(None)
 
 
 def new_request_id() -> str:

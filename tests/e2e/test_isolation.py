@@ -117,6 +117,6 @@ def test_acl_user_works_and_no_secret_reaches_the_logs(
         store.signal(signal.SIGCONT)
         server.stop()
     log = server.log_text()
-    assert "store_unavailable" in log
+    assert '"store_down"' in log
     for secret in (password, token, SECRET):
         assert secret not in log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -34,11 +35,16 @@ def processes_in(directory: Path) -> list[int]:
 
 
 def failed_start(serve: Serve) -> tuple[int, list[str]]:
-    """Start it and wait for it to end: its exit status and the lines it wrote
-    that are not gunicorn's own log lines."""
+    """Start it and wait for it to end: its exit status and what it said went wrong:
+    the error events of its log stream, and any line that is not JSON (the command's
+    own, about its arguments, before gunicorn starts)."""
     code = serve.start().exit_code(15)
-    lines = [line for line in serve.log_text().splitlines() if line and not line.startswith("[")]
-    return code, lines
+    said = []
+    for line in filter(None, serve.log_text().splitlines()):
+        event = json.loads(line) if line.startswith("{") else {"level": "error", "event": line}
+        if event["level"] == "error":
+            said.append(event["event"])
+    return code, said
 
 
 @pytest.fixture
@@ -116,6 +122,11 @@ def test_an_invalid_redis_url_fails_the_start_before_ready(tmp_path: Path) -> No
     assert "hunter2" not in serve.log_text()
 
 
+def unreachable_logged(serve: Serve, address: str) -> bool:
+    events = [json.loads(line) for line in serve.log_text().splitlines() if line]
+    return any(e["event"] == "store_unreachable" and e["redis"] == address for e in events)
+
+
 def test_an_unreachable_redis_is_logged_at_start_and_waited_for(tmp_path: Path) -> None:
     """The server starts, logs Redis's host and port (not its password), answers
     `/readyz` 503, and is ready once Redis comes up."""
@@ -124,7 +135,7 @@ def test_an_unreachable_redis_is_logged_at_start_and_waited_for(tmp_path: Path) 
     serve = Serve(tmp_path, env=env).start()
     store = EmbeddedRedis(tmp_path / "redis", port=port)
     try:
-        poll_until(lambda: f'"redis": "127.0.0.1:{port}"' in serve.log_text(), 15)
+        poll_until(lambda: unreachable_logged(serve, f"127.0.0.1:{port}"), 15)
         assert 503 == requests.get(f"{serve.url}/readyz", timeout=5).status_code
         assert "hunter2" not in serve.log_text()
         started = time.monotonic()

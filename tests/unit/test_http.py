@@ -13,7 +13,10 @@ from typing import Any
 import falcon.testing
 import jwt
 import pytest
+import structlog
+import structlog.testing
 
+from oppscan import logs
 from oppscan.auth import TokenVerifier, issue_token
 from oppscan.http import create_app
 from oppscan.http.openapi import BEARER_CHALLENGE, openapi_document
@@ -432,3 +435,47 @@ def test_the_scan_list_says_what_each_scan_asked_for_and_finished_ones_when_they
     completed = datetime.fromisoformat(status["completed_at"].replace("Z", "+00:00"))
     expires = datetime.fromisoformat(status["expires_at"].replace("Z", "+00:00"))
     assert 60 == (expires - completed).total_seconds()
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_the_access_log_is_one_event_per_request_unless_turned_off(
+    store: FakeStore, on: bool
+) -> None:
+    """`OPPSCAN_ACCESS_LOG` on: a `request` event with the route's template, the status
+    and the user as the log policy names them; off: none."""
+    with api_on_fakes(store, STRATEGIES) as deps:
+        client = falcon.testing.TestClient(
+            create_app(deps, TokenVerifier.hmac([SECRET]), access_log=on)
+        )
+        with structlog.testing.capture_logs() as logged:
+            client.simulate_get("/api/v1/strategies", headers=auth("amy"))
+            client.simulate_get("/api/v1/opportunities/status/scan_" + "0" * 32, headers=auth())
+    requests = [e for e in logged if e["event"] == "request"]
+    if not on:
+        assert [] == requests
+        return
+    assert [
+        ("/api/v1/strategies", 200, logs.USER("amy")),
+        ("/api/v1/opportunities/status/{scan_id}", 404, logs.USER("alice")),
+    ] == [(e["route"], e["status"], e["user"]) for e in requests]
+
+
+def test_scan_events_say_who_asked_what_and_a_read_of_another_user_s_scan_warns(
+    client: falcon.testing.TestClient,
+) -> None:
+    """`scan_started` names the user (as the policy does), what was asked and how it
+    was answered; a read of another user's scan is a 404 and a warning naming both."""
+    with structlog.testing.capture_logs() as logged:
+        scan_id = discover(client, {"strategies": ["held"], "timeframe": "4h"}).json["scan_id"]
+        discover(client, {"strategies": ["held"], "timeframe": "4h"})  # joins it
+        other = client.simulate_get(f"/api/v1/opportunities/status/{scan_id}", headers=auth("eve"))
+    assert 404 == other.status_code
+    started = [e for e in logged if e["event"] == "scan_started"]
+    assert [("scanning", 1, 2, "4h"), ("deduplicated", 1, 2, "4h")] == [
+        (e["kind"], e["strategies"], e["symbols"], e["timeframe"]) for e in started
+    ]
+    assert {logs.USER("alice")} == {e["user"] for e in started}
+    warned = [e for e in logged if e["event"] == "scan_of_another_user"]
+    assert [("warning", logs.USER("eve"), logs.USER("alice"))] == [
+        (e["log_level"], e["user"], e["owner_user"]) for e in warned
+    ]
