@@ -1,5 +1,6 @@
-"""The `oppscan` command: `serve` the API, print a `token`, run a `loadtest`, and
-use the API: `scan`, `status`, `results`, `cancel`, `scans` (`oppscan/scan_cli.py`)."""
+"""The `oppscan` command: `serve` the API, print a `token`, run a `loadtest`, follow
+`logs`, and use the API: `scan`, `status`, `results`, `cancel`, `scans`
+(`oppscan/scan_cli.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from oppscan import installed_version, loadtest, scan_cli
+from oppscan import installed_version, loadtest, log_filter, scan_cli
 from oppscan.auth import settings_token
 from oppscan.processes import GUNICORN_CONFIG
 from oppscan.settings import PREFIX, Settings, SettingsError
@@ -23,6 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "loadtest":
         return loadtest.run(loadtest.Options.from_args(args))
+    if args.command == "logs":
+        return log_filter.run(args)
     if args.command in scan_cli.COMMANDS:
         return scan_cli.run(args)
     _parser().print_help()
@@ -42,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=86400, help="seconds until it expires")
     loadtest.add_arguments(commands.add_parser("loadtest", help="measure throughput and latency"))
+    log_filter.add_arguments(
+        commands.add_parser("logs", help="one scan's, request's or user's events, in order")
+    )
     scan_cli.add_commands(commands)
     return parser
 

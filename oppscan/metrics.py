@@ -73,6 +73,11 @@ SCANS_RUNNING = Gauge(
     "Scans owned by this server's live workers now",
     multiprocess_mode="livesum",  # one series, whatever the workers' pids
 )
+OLDEST_SCAN_SECONDS = Gauge(
+    "oppscan_oldest_running_scan_seconds",
+    "Age of the oldest scan a live worker of this server runs (0: none)",
+    multiprocess_mode="livemax",
+)
 BUILD_INFO = Gauge(
     "oppscan_build_info",
     "The version serving (always 1)",

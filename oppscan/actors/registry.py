@@ -90,7 +90,8 @@ class RegistryActor(pykka.ThreadingActor):
         except pykka.ActorDeadError:
             self._owned.pop(job.scan_id, None)
             return  # Finished already: its `scan_finished` is queued behind this message.
-        self._owned[job.scan_id] = Owned(proxy, cell, job.epoch, leased_at + self._lease_ttl)
+        lease_until = leased_at + self._lease_ttl
+        self._owned[job.scan_id] = Owned(proxy, cell, job.epoch, lease_until, job.created_at)
         self._publish()
 
     # -- told ------------------------------------------------------------

@@ -12,13 +12,14 @@ import math
 import random
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from oppscan.actors.proxies import RegistryProxy
-from oppscan.actors.views import Finished, RegistryView
+from oppscan.actors.views import Finished, Owned, RegistryView
 from oppscan.logs import get_logger
-from oppscan.metrics import LEASES, REDIS_RECONNECTS
-from oppscan.model import new_epoch_tag
+from oppscan.metrics import LEASES, OLDEST_SCAN_SECONDS, REDIS_RECONNECTS
+from oppscan.model import new_epoch_tag, parse_iso
 from oppscan.settings import Settings
 from oppscan.storage import Restored, Store, StoreUnavailable, Written
 
@@ -71,6 +72,7 @@ class Steward:
                 log.exception("steward_error", failure_reason=repr(exc))
 
     def tick(self) -> None:
+        OLDEST_SCAN_SECONDS.set(oldest_age(self._view.owned().values(), time.time()))
         if not self._registry.actor_ref.is_alive():
             # The registry failed: its scans must lapse to other workers, not be renewed
             # by a worker that can no longer run them (it is being replaced).
@@ -174,3 +176,9 @@ class Steward:
         LEASES.labels("taken_over" if job.epoch.number > 1 else "claimed").inc()
         self._registry.spawn(job, sent).get(timeout=self._timeout)
         return True
+
+
+def oldest_age(owned: Iterable[Owned], now: float) -> float:
+    """Seconds since the oldest of these scans was created (0 for none)."""
+    created = [parse_iso(o.created_at).timestamp() for o in owned if o.created_at]
+    return max(0.0, now - min(created)) if created else 0.0

@@ -116,6 +116,7 @@ class Owned:
     cell: SnapshotCell
     epoch: Epoch
     lease_until: float  # monotonic
+    created_at: str = ""  # the scan's, for its age
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class RequestContext:
                 status=resp.status_code,
                 duration_ms=round(seconds * 1000, 2),
                 user=logs.USER(user) if user else None,
+                scan_id=req.context.get("scan_id"),
             )
         logs.REQUEST_ID.set(None)
 
@@ -84,6 +85,7 @@ class Authentication:
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
+        req.context.scan_id = params.get("scan_id")  # for the access log
         if not getattr(resource, "auth_required", True):
             return
         header = req.get_header("Authorization") or ""

@@ -21,7 +21,7 @@ from oppscan.actors import (
 )
 from oppscan.actors.proxies import RegistryProxy, registry_proxy
 from oppscan.actors.scan import first_snapshot
-from oppscan.actors.steward import Steward
+from oppscan.actors.steward import Steward, oldest_age
 from oppscan.actors.views import Finished
 from oppscan.model import Epoch, ScanParams, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.settings import Settings
@@ -284,3 +284,14 @@ def test_a_scan_whose_retention_ended_is_not_brought_back() -> None:
     steward, _ = steward_after_restart(store, [gone])
     steward.tick()
     assert gone.job.scan_id not in store.records
+
+
+def test_the_oldest_running_scan_is_measured_from_its_creation(
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob, FakeStore],
+) -> None:
+    """What `oppscan_oldest_running_scan_seconds` shows: the age of the oldest scan
+    this worker owns, by its `created_at`; nothing owned is 0."""
+    _, view, job, _ = registry_actor
+    created = datetime.fromisoformat(job.created_at.replace("Z", "+00:00")).timestamp()
+    assert 90.0 == pytest.approx(oldest_age(view.owned().values(), created + 90.0), abs=0.01)
+    assert 0.0 == oldest_age([], created + 90.0)
