@@ -77,7 +77,7 @@ def start_runtime(
     strategies = available_strategies()
     export_at_zero(installed_version(), {source_label(market, v) for v in market.venues()})
     feeds = market_feeds(settings, shared, market, strategies)
-    view = RegistryView(settings.cache_ttl, settings.cache_size, settings.result_ttl)
+    view = RegistryView(settings.cache_ttl, settings.cache_max_mb * 2**20, settings.result_ttl)
     worker = worker_name()
 
     def deps_for(registrar: Registrar) -> ScanDeps:

@@ -64,7 +64,7 @@ class Settings:
     key_prefix: str = "oppscan:"
     results_cap: int = 200
     cache_ttl: float = 300.0
-    cache_size: int = 4096
+    cache_max_mb: int = 64  # each worker's cache of finished scans, results included
     ask_timeout: float = 2.0
     handoff_timeout: float = 10.0
     max_active_scans_per_user: int = 10
@@ -124,6 +124,7 @@ class Settings:
             key_prefix=get.text("KEY_PREFIX") or cls.key_prefix,
             results_cap=get.integer("RESULTS_CAP", cls.results_cap),
             cache_ttl=get.number("CACHE_TTL", cls.cache_ttl),
+            cache_max_mb=get.integer("CACHE_MAX_MB", cls.cache_max_mb, minimum=0),
             redis_timeout=get.number("REDIS_TIMEOUT", cls.redis_timeout),
             handoff_timeout=get.number("HANDOFF_TIMEOUT", cls.handoff_timeout),
             body_timeout=get.number("BODY_TIMEOUT", cls.body_timeout),

@@ -442,7 +442,7 @@ def api_on_fakes(
     def deps_for(registrar: Registrar) -> ScanDeps:
         return ScanDeps(store, shared, registrar, 60, 200, immediate)
 
-    view = RegistryView(60.0, 100, 60)
+    view = RegistryView(60.0, 1 << 20, 60)
     registry = registry_proxy(RegistryActor.start(view, deps_for))
     settings = Settings(redis_url="redis://unused")
     runtime = Runtime(settings, store, market(), strategies, shared, registry, view, "unit:1")

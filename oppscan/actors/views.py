@@ -128,21 +128,30 @@ class Resolution:
     lease_unsure: bool = False  # owned here, but the lease may have lapsed meanwhile
 
 
+SNAPSHOT_BYTES = 2048  # a snapshot's own memory, its results document aside (measured)
+
+
+def cached_bytes(snapshot: ScanSnapshot) -> int:
+    """What a snapshot costs the cache: its object, strings and entry, and its results."""
+    return SNAPSHOT_BYTES + len(snapshot.results or b"")
+
+
 class RegistryView:
     """The registry's published state: owned scans, and a TLRU cache of finished ones.
 
     The cache holds terminal snapshots, for no longer than their retention; never
-    a miss, never a running scan's progress. Its lock is held for a dict
-    operation at a time.
+    a miss, never a running scan's progress. It is bounded by bytes
+    (`cache_bytes`, `cached_bytes` each): the least recently used go first. Its
+    lock is held for a dict operation at a time.
     """
 
-    def __init__(self, cache_ttl: float, cache_size: int, result_ttl: int) -> None:
+    def __init__(self, cache_ttl: float, cache_bytes: int, result_ttl: int) -> None:
         self._owned: Mapping[str, Owned] = MappingProxyType({})
         self._finished: tuple[Finished, ...] = ()
         self._cache_ttl = cache_ttl
         self._result_ttl = result_ttl
         self._cache: TLRUCache[str, ScanSnapshot] = TLRUCache(
-            maxsize=cache_size, ttu=self._expires, timer=time.monotonic
+            maxsize=cache_bytes, ttu=self._expires, timer=time.monotonic, getsizeof=cached_bytes
         )
         self._cache_lock = threading.Lock()
 
@@ -189,6 +198,8 @@ class RegistryView:
         """Cache a terminal snapshot; keep one that already carries results."""
         if not snapshot.status.terminal or self._retention_left(snapshot) <= 0:
             return
+        if cached_bytes(snapshot) > self._cache.maxsize:
+            return  # larger than the whole cache: read from Redis each time
         with self._cache_lock:
             known = self._cache.get(snapshot.scan_id)
             if known is None or known.results is None or snapshot.results is not None:

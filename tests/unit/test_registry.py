@@ -22,7 +22,7 @@ from oppscan.actors import (
 from oppscan.actors.proxies import RegistryProxy, registry_proxy
 from oppscan.actors.scan import first_snapshot
 from oppscan.actors.steward import Steward, oldest_age
-from oppscan.actors.views import Finished
+from oppscan.actors.views import Finished, cached_bytes
 from oppscan.model import Epoch, ScanParams, ScanSnapshot, ScanStatus, StrategyResult, now_iso
 from oppscan.settings import Settings
 from oppscan.storage import LeaseState, NewScan, Restored, StoreUnavailable
@@ -46,7 +46,7 @@ def finished(completed_at: str | None = None) -> ScanSnapshot:
 
 @pytest.fixture
 def registry() -> RegistryView:
-    return RegistryView(300.0, 100, 3600)
+    return RegistryView(300.0, 1 << 20, 3600)
 
 
 def test_unknown_scan_resolves_to_nothing_and_is_not_cached(registry: RegistryView) -> None:
@@ -88,7 +88,7 @@ def test_nothing_is_cached_past_its_retention(registry: RegistryView) -> None:
 
 def test_cache_entry_lives_no_longer_than_the_retention_left() -> None:
     """The cache TTL of an entry is the smaller of the cache TTL and its retention left."""
-    view = RegistryView(300.0, 10, 3600)
+    view = RegistryView(300.0, 1 << 20, 3600)
     almost = (datetime.now(UTC) - timedelta(seconds=3590)).isoformat().replace("+00:00", "Z")
     expires = view._expires(SCAN, finished(almost), now=1000.0)
     assert 1000.0 < expires <= 1010.5
@@ -111,7 +111,7 @@ def registry_actor() -> Iterator[tuple[RegistryProxy, RegistryView, ScanJob, Fak
     def deps_for(registrar: Registrar) -> ScanDeps:
         return ScanDeps(store, shared, registrar, 60, 200, immediate)
 
-    view = RegistryView(300.0, 100, 3600)
+    view = RegistryView(300.0, 1 << 20, 3600)
     proxy = registry_proxy(RegistryActor.start(view, deps_for, 10.0))
     proxy.spawn(job, time.monotonic()).get(timeout=5)
     yield proxy, view, job, store
@@ -153,7 +153,7 @@ def test_a_lost_lease_takes_the_scan_off_this_worker(
 def test_a_failed_registry_asks_for_its_worker_to_be_replaced() -> None:
     """A bug in a registry handler stops the actor and calls the failure hook."""
     failed = threading.Event()
-    view = RegistryView(300.0, 100, 3600)
+    view = RegistryView(300.0, 1 << 20, 3600)
     proxy = registry_proxy(RegistryActor.start(view, no_scans, 10.0, failed.set))
     proxy.leases_checked.defer([None], 0.0)  # type: ignore[list-item]  # a bug: an AttributeError
     assert failed.wait(10)
@@ -233,7 +233,7 @@ def finished_scan(store: FakeStore, scan_id: str, expires_in: float) -> Finished
 def steward_after_restart(
     store: FakeStore, finished: list[Finished]
 ) -> tuple[Steward, RegistryView]:
-    view = RegistryView(60.0, 100, 60)
+    view = RegistryView(60.0, 1 << 20, 60)
     view.publish_finished(finished)
     proxy = registry_proxy(RegistryActor.start(view, lambda registrar: None))  # type: ignore[arg-type,return-value]
     store.restarted = True
@@ -295,3 +295,26 @@ def test_the_oldest_running_scan_is_measured_from_its_creation(
     created = datetime.fromisoformat(job.created_at.replace("Z", "+00:00")).timestamp()
     assert 90.0 == pytest.approx(oldest_age(view.owned().values(), created + 90.0), abs=0.01)
     assert 0.0 == oldest_age([], created + 90.0)
+
+
+def test_the_cache_is_bounded_by_bytes_and_drops_the_least_recently_used() -> None:
+    """Four finished scans with 10 KB results in a cache of three: the least recently
+    read goes; a scan larger than the whole cache is never cached."""
+    view = RegistryView(300.0, 3 * cached_bytes(sized(0, 10_000)), 3600)
+    for i in range(3):
+        view.remember(sized(i, 10_000))
+    assert view.resolve(scan_id(0)).cached is not None  # read: now the most recent
+    view.remember(sized(3, 10_000))
+    kept = [i for i in range(4) if view.resolve(scan_id(i)).cached is not None]
+    assert [0, 2, 3] == kept
+    view.remember(sized(4, 40_000))
+    assert None is view.resolve(scan_id(4)).cached
+    assert view._cache.currsize <= view._cache.maxsize
+
+
+def scan_id(i: int) -> str:
+    return f"scan_{i:032x}"
+
+
+def sized(i: int, size: int) -> ScanSnapshot:
+    return replace(finished(), scan_id=scan_id(i), results=b"x" * size)
