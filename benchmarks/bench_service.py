@@ -262,12 +262,14 @@ def cache_path(bench: Bench, servers: Servers) -> None:
     scan_id = start_scan(api, symbols=symbols, force_refresh=True)
     wait(api, scan_id)
     etag = api.request("GET", status_path(scan_id)).etag
+    size = len(api.request("GET", results_path(scan_id)).content)
     main = servers.main
     targets: dict[str, Target] = {
         "status": (main, main.url + status_path(scan_id)),
         "results": (main, main.url + results_path(scan_id)),
         "status_304": (main, main.url + status_path(scan_id), etag or ""),
         "hello": (servers.hello2, servers.hello2.url + HELLO),
+        "hello_sized": (servers.hello2, servers.hello2.url + f"/bytes/{size}"),
     }
     warm(bench, [targets["status"], targets["results"]])
     idle = commands.idle_window(bench.store, bench.args.seconds)
@@ -279,11 +281,21 @@ def cache_path(bench: Bench, servers: Servers) -> None:
         raise RuntimeError(f"conditional reads were answered {sorted(conditional)}, not 304")
     requests = sum(r.load.requests for r in runs["status"] + runs["results"] + runs["status_304"])
     per_request = window.per_request(requests, idle)
-    for name, key in (("status", "3a"), ("results", "3b")):
-        bench.add(
-            throughput(key, f"{name}, finished scan", runs[name], runs["hello"], 0.90, "hello"),
-            **run_detail(runs[name], runs["hello"]),
-        )
+    bench.add(
+        throughput("3a", "status, finished scan", runs["status"], runs["hello"], 0.90, "hello"),
+        **run_detail(runs["status"], runs["hello"]),
+    )
+    bench.add(
+        throughput(
+            "3b",
+            "results, finished scan",
+            runs["results"],
+            runs["hello_sized"],
+            0.90,
+            f"hello, {size} B body",
+        ),
+        **run_detail(runs["results"], runs["hello_sized"]),
+    )
     bench.add(
         throughput(
             "3d",

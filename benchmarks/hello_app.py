@@ -29,5 +29,22 @@ class Hello:
         resp.media = BODY
 
 
+class Sized:
+    """A constant JSON body of `size` bytes: the baseline of a large stored document
+    (a finished scan's results), which oppscan also sends as stored bytes."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[int, bytes] = {}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, size: int) -> None:
+        body = self._bodies.get(size)
+        if body is None:
+            filler = max(0, size - len(b'{"filler":""}'))
+            body = self._bodies[size] = b'{"filler":"' + b"x" * filler + b'"}'
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = body
+
+
 app = falcon.App()
 app.add_route("/hello", Hello())
+app.add_route("/bytes/{size:int(min=1, max=10000000)}", Sized())

@@ -300,14 +300,15 @@ def test_the_oldest_running_scan_is_measured_from_its_creation(
 def test_the_cache_is_bounded_by_bytes_and_drops_the_least_recently_used() -> None:
     """Four finished scans with 10 KB results in a cache of three: the least recently
     read goes; a scan larger than the whole cache is never cached."""
-    view = RegistryView(300.0, 3 * cached_bytes(sized(0, 10_000)), 3600)
+    bound = 3 * cached_bytes(sized(0, 10_000))
+    view = RegistryView(300.0, bound, 3600)
     for i in range(3):
         view.remember(sized(i, 10_000))
     assert view.resolve(scan_id(0)).cached is not None  # read: now the most recent
     view.remember(sized(3, 10_000))
     kept = [i for i in range(4) if view.resolve(scan_id(i)).cached is not None]
     assert [0, 2, 3] == kept
-    view.remember(sized(4, 40_000))
+    view.remember(sized(4, bound))
     assert None is view.resolve(scan_id(4)).cached
     assert view._cache.currsize <= view._cache.maxsize
 
