@@ -34,7 +34,6 @@ class UserField:
             raise ValueError(f"no user policy {policy!r}")
         self.policy = policy
         self._key = hashlib.sha256(key.encode()).digest()  # blake2b keys are 64 bytes at most
-
         self._hashed = functools.lru_cache(maxsize=4096)(self._hash)
 
     def __call__(self, user: str) -> str | None:

@@ -66,9 +66,9 @@ def _render_status(
     resp.set_header("X-Scan-Source", answer.source)
     if not snapshot.status.terminal:
         resp.set_header("Retry-After", str(snapshot.poll_after(datetime.now(UTC))))
+    resp.etag = snapshot.status_etag
     if conditional and _unchanged(req, resp, snapshot.status_etag):
         return
-    resp.etag = snapshot.status_etag
     resp.content_type = falcon.MEDIA_JSON
     resp.data = snapshot.status_json
 
@@ -80,18 +80,18 @@ def _render_partial(
     resp.status = 202
     resp.set_header("X-Scan-Source", answer.source)
     resp.set_header("Retry-After", str(answer.snapshot.poll_after(datetime.now(UTC))))
-    if not _unchanged(req, resp, entity_tag(body)):
+    resp.etag = etag = entity_tag(body)
+    if not _unchanged(req, resp, etag):
         resp.content_type = falcon.MEDIA_JSON
         resp.data = body
 
 
 def _unchanged(req: falcon.Request, resp: falcon.Response, etag: str) -> bool:
-    """Tag the answer; True (and a bodiless 304) when the client holds it already.
+    """True (and a bodiless 304) when the client holds the tagged answer already.
 
     If-None-Match compares weakly (RFC 9110 13.1.2): a weak tag of ours matches too.
     A client that sends back the one tag it was given is answered without parsing.
     """
-    resp.etag = etag
     sent = req.get_header("If-None-Match")
     if sent is None:
         return False
@@ -149,6 +149,7 @@ class Results:
         if results is None or etag is None:
             return _render_status(req, resp, answer, code=202)
         resp.set_header("X-Scan-Source", answer.source)
+        resp.etag = etag
         if not _unchanged(req, resp, etag):
             resp.content_type = falcon.MEDIA_JSON
             resp.data = results
