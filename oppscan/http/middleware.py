@@ -37,6 +37,11 @@ class RequestContext:
         req.context.request_id = given if REQUEST_ID.match(given) else new_request_id()
         logs.REQUEST_ID.set(req.context.request_id)
 
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        req.context.scan_id = params.get("scan_id")  # named by the access log
+
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, succeeded: bool
     ) -> None:
@@ -85,7 +90,6 @@ class Authentication:
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
-        req.context.scan_id = params.get("scan_id")  # for the access log
         if not getattr(resource, "auth_required", True):
             return
         header = req.get_header("Authorization") or ""
