@@ -21,6 +21,9 @@ import orjson
 
 SCAN_ID_PREFIX = "scan_"
 SCAN_ID = re.compile(SCAN_ID_PREFIX + "[0-9a-f]{32}")
+# An id's last two hex digits name the shard its keys live in (`storage/keys.py`).
+MAX_SHARDS = 256
+DEFAULT_SHARDS = 16
 
 StrategyStatus = Literal["ok", "error", "skipped"]
 
@@ -48,11 +51,6 @@ class ScanStatus(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (ScanStatus.COMPLETE, ScanStatus.FAILED, ScanStatus.CANCELLED)
-
-
-def new_scan_id() -> str:
-    """`scan_` and 128 random bits in lowercase hex."""
-    return SCAN_ID_PREFIX + secrets.token_hex(16)
 
 
 def is_scan_id(value: str) -> bool:

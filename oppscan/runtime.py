@@ -62,7 +62,12 @@ def start_runtime(
     """
     if settings.redis_url is None:
         raise RuntimeError("no Redis URL: set OPPSCAN_REDIS_URL or run `oppscan serve`")
-    store = open_store(settings.redis_url, settings.key_prefix, settings.redis_timeout)
+    store = open_store(
+        settings.redis_url,
+        settings.key_prefix,
+        settings.redis_timeout,
+        shards=settings.redis_shards,
+    )
     if not store.probe():
         # Not fatal: the steward keeps probing, `/readyz` answers 503 until Redis does.
         log.warning(

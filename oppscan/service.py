@@ -22,7 +22,6 @@ from oppscan.model import (
     ScanSnapshot,
     ScanStatus,
     new_epoch_tag,
-    new_scan_id,
     now_iso,
 )
 from oppscan.results import build_partial
@@ -120,7 +119,7 @@ class ScanService:
         settings = self._rt.settings
         has_room = len(self._view.owned()) < settings.max_scans_per_worker
         scan = NewScan(
-            scan_id=new_scan_id(),
+            scan_id=self._store.new_scan_id(user),
             user=user,
             params=params,
             created_at=now_iso(),

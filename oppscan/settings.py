@@ -20,6 +20,8 @@ from typing import Any
 
 import platformdirs
 
+from oppscan.model import DEFAULT_SHARDS, MAX_SHARDS
+
 PREFIX = "OPPSCAN_"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the name prometheus_client reads
 SECRET_FILE = "secret"  # noqa: S105 - a file name in the data dir, not a secret
@@ -62,6 +64,7 @@ class Settings:
     fetch_timeout: float = 60.0  # seconds one series may take, waits for other fetches included
     market_cache_mb: int = 64  # the in-process layer of the series cache, per worker
     key_prefix: str = "oppscan:"
+    redis_shards: int = DEFAULT_SHARDS  # scan key groups; fixed for a deployment's life
     results_cap: int = 200
     cache_ttl: float = 300.0
     cache_max_mb: int = 64  # each worker's cache of finished scans, results included
@@ -122,6 +125,7 @@ class Settings:
             fetch_timeout=get.number("FETCH_TIMEOUT", cls.fetch_timeout),
             market_cache_mb=get.integer("MARKET_CACHE_MB", cls.market_cache_mb, minimum=0),
             key_prefix=get.text("KEY_PREFIX") or cls.key_prefix,
+            redis_shards=get.integer("REDIS_SHARDS", cls.redis_shards, maximum=MAX_SHARDS),
             results_cap=get.integer("RESULTS_CAP", cls.results_cap),
             cache_ttl=get.number("CACHE_TTL", cls.cache_ttl),
             cache_max_mb=get.integer("CACHE_MAX_MB", cls.cache_max_mb, minimum=0),
@@ -295,7 +299,12 @@ class _Reader:
         return value.strip() if value and value.strip() else None
 
     def integer(
-        self, name: str, default: int, fallback: str | None = None, minimum: int = 1
+        self,
+        name: str,
+        default: int,
+        fallback: str | None = None,
+        minimum: int = 1,
+        maximum: int | None = None,
     ) -> int:
         raw = self.text(name, fallback)
         if raw is None:
@@ -306,6 +315,8 @@ class _Reader:
             raise SettingsError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
         if value < minimum:
             raise SettingsError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{PREFIX}{name} must be at most {maximum}, got {value}")
         return value
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:

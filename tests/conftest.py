@@ -11,6 +11,7 @@ import redis
 
 from oppscan.processes import free_port
 from oppscan.storage import EmbeddedRedis
+from tests.support.cluster import ClusterDeployment
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +48,25 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterDeployment]:
+    """A real three-master Redis Cluster on loopback, for the whole session."""
+    cluster = ClusterDeployment(tmp_path_factory.mktemp("cluster"), replicas=0).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["one_redis", "cluster"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The store's tests run on one Redis and on a cluster alike, flushed before each."""
+    if request.param == "one_redis":
+        url: str = request.getfixturevalue("redis_url")
+        return url
+    cluster: ClusterDeployment = request.getfixturevalue("redis_cluster")
+    cluster.flush()
+    return cluster.url
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ from oppscan.storage import (
     StoreUnavailable,
     Written,
 )
+from oppscan.storage.keys import Keys
 from oppscan.strategies import Opportunity, Strategy, StrategyContext, StrategySkipped, Universe
 
 
@@ -96,6 +97,9 @@ class FakeStore:
     def hit_rate(self, user: str, limit: int, window_s: int) -> int:
         self._enter("hit_rate")
         return self.rate_wait
+
+    def new_scan_id(self, user: str) -> str:
+        return Keys().new_scan_id(user)
 
     def register(
         self, scan: NewScan, lease_ms: int, force_refresh: bool = False, max_active: int = 0

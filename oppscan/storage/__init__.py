@@ -2,7 +2,7 @@
 
 from oppscan.storage.client import CircuitBreaker, StoreUnavailable, connect, redis_address
 from oppscan.storage.embedded import EmbeddedRedis
-from oppscan.storage.keys import Keys
+from oppscan.storage.keys import DEFAULT_SHARDS, Keys
 from oppscan.storage.market_store import MarketStore
 from oppscan.storage.port import Store
 from oppscan.storage.store import (
@@ -38,10 +38,18 @@ __all__ = [
 ]
 
 
-def open_store(url: str, prefix: str, timeout: float, restart_gate: float = 2.0) -> ScanStore:
+def open_store(
+    url: str,
+    prefix: str,
+    timeout: float,
+    restart_gate: float = 2.0,
+    shards: int = DEFAULT_SHARDS,
+) -> ScanStore:
     """A store on `url` with oppscan's fail-fast client and a fresh circuit breaker.
 
     `restart_gate`: how long after the Redis process changed a read of a running
     scan answers 503 while owners write their scans back (they do within a tick).
+    `shards`: how many groups the scan keys form (`keys.py`).
     """
-    return ScanStore(connect(url, timeout), Keys(prefix), CircuitBreaker(), restart_gate)
+    keys = Keys(prefix, shards)
+    return ScanStore(connect(url, timeout), keys, CircuitBreaker(), restart_gate)

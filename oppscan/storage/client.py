@@ -15,6 +15,10 @@ connection's parser turns those replies into `StoreRefused`, so every
 Sentinel deployment: each new connection asks the sentinels where the master
 is, and a connection that meets a `READONLY` (its server was demoted) or
 loses its server is dropped, so the next one goes to the master of the day.
+
+`redis+cluster://[user:pass@]host:port[,host:port…]` names a Redis Cluster by a
+few of its nodes (redis-py's RedisCluster, with the same single attempt: a node
+that fails makes the client learn the slots anew, and the call answers 503).
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import DefaultParser
+from redis.exceptions import ClusterError, RedisClusterException, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
@@ -96,8 +101,14 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     StoreRefused,
+    # A cluster none of whose nodes answers, or whose slot map has a hole (a master
+    # failing over), or that redirected a call too often (slots moving).
+    RedisClusterException,
+    ClusterError,
     OSError,
 )
+
+Client = redis.Redis | RedisCluster
 
 
 class Outage:
@@ -125,6 +136,7 @@ class StoreUnavailable(Exception):
 
 
 SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEME = "redis+cluster"
 
 
 @dataclass(frozen=True)
@@ -175,11 +187,48 @@ class SentinelTarget:
         return f"sentinel {nodes} master {self.master}"
 
 
-def _host_port(node: str) -> tuple[str, int]:
+@dataclass(frozen=True)
+class ClusterTarget:
+    """What a `redis+cluster://` URL names: a few nodes to learn the cluster from,
+    and the credentials of its nodes."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterTarget:
+        """Raises ValueError naming the part that is wrong (never the password)."""
+        parts = urlsplit(url)
+        if parts.scheme != CLUSTER_SCHEME:
+            raise ValueError(f"scheme is not {CLUSTER_SCHEME}")
+        hosts = parts.netloc.rpartition("@")[2]
+        nodes = tuple(_host_port(node, "cluster node") for node in hosts.split(",") if node)
+        if not nodes:
+            raise ValueError("no cluster node host:port")
+        if parts.path.strip("/") or parts.query:
+            raise ValueError("a cluster URL has no database and no options")
+        credentials = parts.netloc.rpartition("@")[0]
+        user, _, password = credentials.partition(":") if credentials else ("", "", "")
+        return cls(nodes, unquote(user) or None, unquote(password) or None)
+
+    def address(self) -> str:
+        return "cluster " + ",".join(f"{host}:{port}" for host, port in self.nodes)
+
+
+def _host_port(node: str, what: str = "sentinel") -> tuple[str, int]:
     host, _, port = node.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"sentinel {node!r} is not host:port")
+        raise ValueError(f"{what} {node!r} is not host:port")
     return host.strip("[]"), int(port)
+
+
+class RefusingConnection(redis.Connection):
+    """A connection whose parser raises refusals as `StoreRefused` (a cluster's
+    nodes take a connection class, not a parser)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "parser_class": RefusalParser})  # type: ignore[no-untyped-call]  # untyped upstream
 
 
 class DemotedMasterConnection(SentinelManagedConnection):
@@ -195,17 +244,22 @@ class DemotedMasterConnection(SentinelManagedConnection):
             raise
 
 
-def connect(url: str, timeout: float) -> redis.Redis:
-    """A client that tries once: `timeout` for each reply, half of it to connect."""
+def connect(url: str, timeout: float) -> Client:
+    """A client that tries once: `timeout` for each reply, half of it to connect.
+
+    A cluster's client learns the slots at once: it raises `StoreUnavailable` when
+    none of the nodes named answers.
+    """
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout / 2,
         "health_check_interval": 10,
         "retry": Retry(NoBackoff(), 0),
-        "retry_on_timeout": False,
         "max_connections": 64,
-        "parser_class": RefusalParser,
     }
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        return _cluster(ClusterTarget.parse(url), options)
+    options.update(parser_class=RefusalParser, retry_on_timeout=False)
     if not url.startswith(SENTINEL_SCHEME + "://"):
         return redis.Redis.from_url(url, **options)
     target = SentinelTarget.parse(url)
@@ -228,14 +282,38 @@ def connect(url: str, timeout: float) -> redis.Redis:
     return client
 
 
+def _cluster(target: ClusterTarget, options: dict[str, Any]) -> RedisCluster:
+    (host, port), *others = target.nodes
+    try:
+        return RedisCluster(
+            # Given a URL, the client builds each node's pool from the options, so the
+            # nodes' connections take a connection class of ours.
+            url=f"redis://{_bracketed(host)}:{port}",
+            startup_nodes=[ClusterNode(h, p) for h, p in others],  # type: ignore[no-untyped-call]
+            username=target.username,
+            password=target.password,
+            require_full_coverage=False,  # the slots of a master failing over answer 503
+            connection_class=RefusingConnection,
+            **options,
+        )
+    except RedisClusterException as exc:
+        raise StoreUnavailable("cluster_unreachable") from exc
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def redis_address(url: str) -> str:
-    """Where `url` points, for logs: host:port, the socket path or the sentinels and
-    master's name; never a password.
+    """Where `url` points, for logs: host:port, the socket path, the sentinels and
+    master's name, or the cluster's nodes; never a password.
 
     Raises ValueError for a URL redis-py cannot use (scheme, port, option).
     """
     if url.startswith(SENTINEL_SCHEME + ":"):
         return SentinelTarget.parse(url).address()
+    if url.startswith(CLUSTER_SCHEME + ":"):
+        return ClusterTarget.parse(url).address()
     pool = redis.ConnectionPool.from_url(url)
     try:
         pool.make_connection()  # built, not connected: an unknown option fails here
@@ -301,6 +379,20 @@ class ThreadConnections:
             open_now = list(self._open)
         for conn in open_now:
             conn.disconnect()
+
+
+class ClusterReads:
+    """The request path's single reads on a cluster: redis-py sends each to the node
+    that holds its key's slot, on that node's pooled connections."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+
+    def execute(self, *args: str | bytes) -> Any:
+        return self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        pass  # the client's pools are closed with the client
 
 
 def _round_trip(conn: Any, args: tuple[str | bytes, ...]) -> Any:

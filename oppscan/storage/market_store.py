@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-import redis
-
 from oppscan.storage import scripts
-from oppscan.storage.client import CircuitBreaker
+from oppscan.storage.client import CircuitBreaker, Client
 from oppscan.storage.keys import Keys
 
 T = TypeVar("T")
@@ -23,7 +21,7 @@ T = TypeVar("T")
 class MarketStore:
     """Series shared by every worker, single-flight fetches, and shared rate limits."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, breaker: CircuitBreaker) -> None:
+    def __init__(self, client: Client, keys: Keys, breaker: CircuitBreaker) -> None:
         self._client = client
         self._keys = keys
         self._breaker = breaker

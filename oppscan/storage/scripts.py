@@ -108,16 +108,23 @@ return 1
 """
 )
 
-# KEYS: running, pending. ARGV: limit.
-# Scans whose lease lapsed, then queued scans, oldest first.
+# KEYS: the running indexes of some shards, then their pending indexes. ARGV: limit.
+# Returns {scans whose lease lapsed, queued scans}, oldest first in each shard (up
+# to `limit` of each kind).
 CLAIMABLE = (
     NOW_MS
     + """
-local limit = tonumber(ARGV[1])
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, limit)
-local queued = redis.call('ZRANGE', KEYS[2], 0, limit - 1)
-for _, id in ipairs(queued) do lapsed[#lapsed + 1] = id end
-return lapsed
+local limit, now, shards = tonumber(ARGV[1]), now_ms(), #KEYS / 2
+local lapsed, queued = {}, {}
+for i = 1, shards do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now, 'LIMIT', 0, limit)) do
+    if #lapsed < limit then lapsed[#lapsed + 1] = id end
+  end
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[shards + i], 0, limit - 1)) do
+    if #queued < limit then queued[#queued + 1] = id end
+  end
+end
+return {lapsed, queued}
 """
 )
 
@@ -155,7 +162,8 @@ return redis.call('HGETALL', KEYS[1])
 """
 )
 
-# KEYS: running, scan, scan, ... ARGV: lease ttl ms, id, epoch, tag, id, epoch, tag, ...
+# KEYS: running, scan, running, scan, ... (each scan with its shard's running index).
+# ARGV: lease ttl ms, id, epoch, tag, id, epoch, tag, ...
 # Renews every lease this owner still holds in one round trip. Per scan:
 # 0 lost (another owner holds it), 1 renewed (or finished by this owner
 # meanwhile), 2 renewed and cancel requested, 3 Redis forgot the claim.
@@ -165,13 +173,14 @@ RENEW = (
     + """
 local deadline = now_ms() + tonumber(ARGV[1])
 local out = {}
-for i = 2, #KEYS do
-  local id, epoch, tag = ARGV[3 * i - 4], ARGV[3 * i - 3], ARGV[3 * i - 2]
-  local st = standing(KEYS[i], epoch, tag)
+for i = 1, #KEYS / 2 do
+  local running, key = KEYS[2 * i - 1], KEYS[2 * i]
+  local id, epoch, tag = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local st = standing(key, epoch, tag)
   if st == 'ours' then
-    redis.call('HSET', KEYS[i], 'lease', deadline)
-    redis.call('ZADD', KEYS[1], deadline, id)
-    out[#out + 1] = (redis.call('HGET', KEYS[i], 'cancel') == '1') and 2 or 1
+    redis.call('HSET', key, 'lease', deadline)
+    redis.call('ZADD', running, deadline, id)
+    out[#out + 1] = (redis.call('HGET', key, 'cancel') == '1') and 2 or 1
   elseif st == 'done' then
     out[#out + 1] = 1
   elseif st == 'lost' then

@@ -6,6 +6,7 @@ either answers promptly or raises `StoreUnavailable`.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
-import redis
+from redis.cluster import RedisCluster
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 from oppscan.model import (
     QUEUED_EPOCH,
@@ -35,10 +37,12 @@ from oppscan.storage import scripts
 from oppscan.storage.client import (
     OUTAGE_ERRORS,
     CircuitBreaker,
+    Client,
+    ClusterReads,
     StoreUnavailable,
     ThreadConnections,
 )
-from oppscan.storage.keys import Keys
+from oppscan.storage.keys import Keys, shard_of_scan
 from oppscan.storage.market_store import MarketStore
 
 T = TypeVar("T")
@@ -188,20 +192,22 @@ class ServerWatch:
 
     def __init__(self, gate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.gate = gate
-        self.run_id: str | None = None
+        self.run_ids: frozenset[str] | None = None
         self._clock = clock
         self._changed_at: float | None = None
         self._fresh = False  # changed, and no read answered since
         self._unannounced = False
         self._lock = threading.Lock()
 
-    def note(self, run_id: str) -> None:
+    def note(self, run_ids: frozenset[str]) -> None:
+        """The run ids of the server processes that answer now: one, or a cluster's
+        primaries. Any change after the first note is a change of server."""
         with self._lock:
-            if self.run_id is not None and run_id != self.run_id:
+            if self.run_ids is not None and run_ids != self.run_ids:
                 self._changed_at = None  # starts with the first read it answers
                 self._fresh = True
                 self._unannounced = True
-            self.run_id = run_id
+            self.run_ids = run_ids
 
     def gating(self) -> bool:
         """Called after a read was answered: the gate runs from the first such read
@@ -222,12 +228,21 @@ class ServerWatch:
 
 class ScanStore:
     def __init__(
-        self, client: redis.Redis, keys: Keys, breaker: CircuitBreaker, restart_gate: float = 2.0
+        self, client: Client, keys: Keys, breaker: CircuitBreaker, restart_gate: float = 2.0
     ) -> None:
         self._client = client
         self._server = ServerWatch(restart_gate)
-        self._reads = ThreadConnections(client.connection_pool, self._greet)
         self._keys = keys
+        self._reads: ThreadConnections | ClusterReads
+        if isinstance(client, RedisCluster):
+            self._reads = ClusterReads(client)
+            # A script touches one slot: each shard on its own.
+            self._shard_groups = [[shard] for shard in range(keys.shards)]
+        else:
+            self._reads = ThreadConnections(client.connection_pool, self._greet)
+            # One server: a script may touch every shard at once.
+            self._shard_groups = [list(range(keys.shards))]
+        self._primaries: frozenset[str] = frozenset()  # a cluster's, as the client last saw
         self.breaker = breaker
         self._register = client.register_script(scripts.REGISTER)
         self._record = client.register_script(scripts.RECORD_STRATEGY)
@@ -259,7 +274,10 @@ class ScanStore:
     def probe(self) -> bool:
         """Ask past the circuit breaker, on fresh connections, whether the server takes
         writes again; close the breaker if it does. A replica answers PING but refuses
-        every write: it counts as down."""
+        every write: it counts as down. A cluster is up once it names a primary for
+        every slot and each of them answers."""
+        if isinstance(self._client, RedisCluster):
+            return self._probe_cluster(self._client)
         try:
             # Idle connections may point at the server that went away; in-use ones
             # belong to other threads, which find out for themselves.
@@ -272,23 +290,52 @@ class ScanStore:
         self.breaker.reset()
         return True
 
+    def new_scan_id(self, user: str) -> str:
+        """A fresh id for a scan of `user`, in the user's shard."""
+        return self._keys.new_scan_id(user)
+
+    def _probe_cluster(self, client: RedisCluster) -> bool:
+        try:
+            client.nodes_manager.initialize()  # the slots as the cluster assigns them now
+            if len(client.nodes_manager.slots_cache) < REDIS_CLUSTER_HASH_SLOTS:
+                return False
+            self._note_primaries(client)
+        except OUTAGE_ERRORS:
+            return False
+        self.breaker.reset()
+        return True
+
+    def _note_primaries(self, client: RedisCluster) -> None:
+        """Which server processes are the cluster's primaries now (a failover or a
+        restart in place changes them), from each primary's `INFO`."""
+        primaries = _primary_names(client)
+        infos = client.info("server", target_nodes=RedisCluster.PRIMARIES)
+        if "run_id" in infos:  # one primary: its reply, not one per node
+            infos = {"": infos}
+        self._server.note(frozenset(str(info["run_id"]) for info in infos.values()))
+        self._primaries = primaries
+
     def register(
         self, scan: NewScan, lease_ms: int, force_refresh: bool = False, max_active: int = 0
     ) -> Registration:
-        """Join the identical running scan, reuse a complete one, or register `scan`.
+        """Join the identical running scan, reuse a complete one, or register `scan`
+        (whose id `new_scan_id` made for its user).
 
         One atomic step: a retry after a timeout joins what the first attempt
         registered. A new scan owned by `scan.owner` gets a lease of `lease_ms`;
         one without an owner is queued for any worker.
         """
         k = self._keys
+        shard = k.shard_of_user(scan.user)
+        if shard_of_scan(scan.scan_id) != shard:
+            raise ValueError(f"{scan.scan_id} is not an id in {scan.user!r}'s shard")
         digest = scan.params.digest()
         keys = [
             k.dedup(scan.user, digest),
             k.user_active(scan.user),
             k.user_scans(scan.user),
-            k.running(),
-            k.pending(),
+            k.running(shard),
+            k.pending(shard),
             k.scan(scan.scan_id),
         ]
         argv: list[str | int | float] = [
@@ -297,7 +344,7 @@ class ScanStore:
             time.time(),
             int(force_refresh),
             max_active,
-            *k.scan_around_id(),
+            *k.scan_around_id(shard),
             *scan.fields(),
         ]
         kind, scan_id, status = self._call(lambda: self._register(keys=keys, args=argv))
@@ -312,10 +359,16 @@ class ScanStore:
         return int(self._call(lambda: self._rate(keys=keys, args=[limit, window_s])))
 
     def claimable(self, limit: int) -> list[str]:
-        """Ids of scans whose lease lapsed, then of queued ones."""
-        keys = [self._keys.running(), self._keys.pending()]
-        raw = self._call(lambda: self._claimable(keys=keys, args=[limit]))
-        return [_text(i) or "" for i in raw]
+        """Ids of scans whose lease lapsed, then of queued ones, from every shard (up
+        to `limit` of each kind from each group of shards one script reads)."""
+        lapsed: list[str] = []
+        queued: list[str] = []
+        for group in self._shard_groups:
+            keys = [self._keys.running(s) for s in group] + [self._keys.pending(s) for s in group]
+            found = self._call(functools.partial(self._claimable, keys=keys, args=[limit]))
+            lapsed += [_text(i) or "" for i in found[0]]
+            queued += [_text(i) or "" for i in found[1]]
+        return lapsed + queued
 
     def claim(self, scan_id: str, owner: str, lease_ms: int, tag: str) -> ScanJob | None:
         """Take the scan over under a new epoch tagged `tag`; None when it is not claimable.
@@ -324,7 +377,8 @@ class ScanStore:
         claim the first attempt made.
         """
         k = self._keys
-        keys = [k.scan(scan_id), k.running(), k.pending()]
+        shard = shard_of_scan(scan_id)
+        keys = [k.scan(scan_id), k.running(shard), k.pending(shard)]
         argv: list[str | int] = [scan_id, lease_ms, owner, now_iso(), tag]
         raw = self._call(lambda: self._claim(keys=keys, args=argv))
         if not raw:
@@ -335,22 +389,32 @@ class ScanStore:
     def renew(self, leases: Sequence[tuple[str, Epoch]], lease_ms: int) -> list[LeaseState]:
         """Extend every lease in one round trip; says which were lost, forgotten or
         asked to cancel."""
-        if not leases:
-            return []
-        keys = [self._keys.running(), *(self._keys.scan(sid) for sid, _ in leases)]
-        argv: list[str | int] = [lease_ms]
-        for scan_id, epoch in leases:
-            argv += [scan_id, epoch.number, epoch.tag]
-        raw = self._call(lambda: self._renew(keys=keys, args=argv))
+        codes: dict[str, int] = {}
+        for batch in self._by_shard_group(leases):
+            keys: list[str] = []
+            argv: list[str | int] = [lease_ms]
+            for scan_id, epoch in batch:
+                keys += [self._keys.running(shard_of_scan(scan_id)), self._keys.scan(scan_id)]
+                argv += [scan_id, epoch.number, epoch.tag]
+            raw = self._call(functools.partial(self._renew, keys=keys, args=argv))
+            codes.update(zip((sid for sid, _ in batch), map(int, raw), strict=True))
         return [
-            LeaseState(sid, epoch, int(code) in (1, 2), int(code) == 2, int(code) == 3)
-            for (sid, epoch), code in zip(leases, raw, strict=True)
+            LeaseState(sid, epoch, codes[sid] in (1, 2), codes[sid] == 2, codes[sid] == 3)
+            for sid, epoch in leases
         ]
+
+    def _by_shard_group(self, leases: Sequence[tuple[str, Epoch]]) -> list[list[tuple[str, Epoch]]]:
+        """The leases in batches one script may touch (see `_shard_groups`)."""
+        group_of = {shard: n for n, group in enumerate(self._shard_groups) for shard in group}
+        batches: dict[int, list[tuple[str, Epoch]]] = {}
+        for lease in leases:
+            batches.setdefault(group_of.get(shard_of_scan(lease[0]), -1), []).append(lease)
+        return list(batches.values())
 
     def release(self, scan_id: str, epoch: Epoch) -> bool | Written:
         """Give the scan back so that another worker claims it at once: True when
         handed back, False when not ours, FORGOTTEN when Redis lost the claim."""
-        keys = [self._keys.scan(scan_id), self._keys.running()]
+        keys = [self._keys.scan(scan_id), self._keys.running(shard_of_scan(scan_id))]
         argv: list[str | int] = [scan_id, epoch.number, epoch.tag]
         code = int(self._call(lambda: self._release(keys=keys, args=argv)))
         return Written.FORGOTTEN if code < 0 else code == 1
@@ -389,8 +453,13 @@ class ScanStore:
 
     def server_restarted(self) -> bool:
         """Ask the server, on this thread's connection; True once after the Redis
-        process answering changed (a restart, a failover)."""
-        self._call(lambda: self._reads.execute("PING"))
+        process answering changed (a restart, a failover). On a cluster: once the
+        client's primaries differ from those last seen, ask each of them."""
+        client = self._client
+        if not isinstance(client, RedisCluster):
+            self._call(lambda: self._reads.execute("PING"))
+        elif _primary_names(client) != self._primaries:
+            self._call(lambda: self._note_primaries(client))
         return self._server.take_change()
 
     def _greet(self, conn: Any) -> None:
@@ -399,7 +468,7 @@ class ScanStore:
         info = _text(conn.read_response()) or ""
         for line in info.splitlines():
             if line.startswith("run_id:"):
-                self._server.note(line.split(":", 1)[1].strip())
+                self._server.note(frozenset({line.split(":", 1)[1].strip()}))
 
     def record_strategy(
         self,
@@ -449,10 +518,11 @@ class ScanStore:
         """
         k = self._keys
         sid = snapshot.scan_id
+        shard = shard_of_scan(sid)
         keys = [
             k.scan(sid),
-            k.running(),
-            k.pending(),
+            k.running(shard),
+            k.pending(shard),
             k.dedup(snapshot.user, digest),
             k.user_active(snapshot.user),
             k.user_scans(snapshot.user),
@@ -466,7 +536,7 @@ class ScanStore:
             snapshot.error or "",
             ttl,
             sid,
-            *k.scan_around_id(),
+            *k.scan_around_id(shard),
             snapshot.completed,
             snapshot.expires_at or "",
             states_json(snapshot.states) if snapshot.states else "",
@@ -489,13 +559,14 @@ class ScanStore:
         the rest pending). `recreate`: the owner's lease surely held, so a record that
         is gone or older than its claim may be made anew."""
         k = self._keys
+        shard = shard_of_scan(job.scan_id)
         keys = [
             k.scan(job.scan_id),
-            k.running(),
+            k.running(shard),
             k.user_scans(job.user),
             k.user_active(job.user),
             k.dedup(job.user, job.params.digest()),
-            k.pending(),
+            k.pending(shard),
         ]
         pairs = {
             **record_fields(job.user, job.params, job.epoch, job.created_at, job.started_at),
@@ -557,6 +628,11 @@ class ScanStore:
             pipe.zrem(index, *gone)
         pipe.zremrangebyrank(index, 0, -USER_INDEX_CAP - 1)
         pipe.execute()
+
+
+def _primary_names(client: RedisCluster) -> frozenset[str]:
+    """The primaries in the client's slot map (no round trip)."""
+    return frozenset(node.name for node in client.get_primaries())  # type: ignore[no-untyped-call]
 
 
 def _text(raw: object) -> str | None:

@@ -14,7 +14,8 @@ from oppscan.storage import Keys
 from tests.faults.conftest import LATENCY_MS, LEASE_TTL
 from tests.faults.test_worker_death import assert_clean
 from tests.support.polling import poll_until
-from tests.support.sentinel import Node, SentinelDeployment
+from tests.support.redis_node import Node
+from tests.support.sentinel import SentinelDeployment
 from tests.support.server import GunicornServer
 from tests.support.watch import Scan, Watch, start_scans
 

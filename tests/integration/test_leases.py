@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -18,7 +20,6 @@ from oppscan.model import (
     ScanStatus,
     StrategyResult,
     StrategyStates,
-    new_scan_id,
     now_iso,
 )
 from oppscan.processes import free_port
@@ -36,28 +37,36 @@ from oppscan.storage import (
     Written,
     open_store,
 )
+from oppscan.storage.keys import shard_of_scan
 from oppscan.strategies import available_strategies
+from tests.support.cluster import raw_client
 from tests.support.polling import poll_until
+
+ALICE = functools.partial(Keys().new_scan_id, "alice")
 
 PARAMS = ScanParams(("momentum", "rsi_reversal"), ("BTC-USD",), "1h")
 ALL = tuple(sorted(available_strategies()))
 
 
-@pytest.fixture
-def store(redis_url: str) -> ScanStore:
-    return open_store(redis_url, "oppscan:", 0.5)
+Raw = redis.Redis | redis.RedisCluster
 
 
 @pytest.fixture
-def raw(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
+def store(store_url: str) -> ScanStore:
+    return open_store(store_url, "oppscan:", 0.5)
 
 
-def owned(store: ScanStore, lease_ms: int, owner: str = "a:1") -> tuple[str, Epoch]:
+@pytest.fixture
+def raw(store_url: str) -> redis.Redis | redis.RedisCluster:
+    return raw_client(store_url)
+
+
+def owned(
+    store: ScanStore, lease_ms: int, owner: str = "a:1", user: str = "alice"
+) -> tuple[str, Epoch]:
     """A new scan owned by `owner`, with a params of its own (no dedup between them)."""
-    scan = NewScan(
-        new_scan_id(), "alice", ScanParams(ALL, (new_scan_id(),), "1h"), now_iso(), owner
-    )
+    params = ScanParams(ALL, (secrets.token_hex(8),), "1h")
+    scan = NewScan(store.new_scan_id(user), user, params, now_iso(), owner)
     assert "created" == store.register(scan, lease_ms).kind
     return scan.scan_id, scan.epoch
 
@@ -101,7 +110,7 @@ def test_a_claim_sent_again_answers_the_claim_it_made(store: ScanStore) -> None:
     assert None is store.claim(scan_id, "c:3", 60_000, "c")
 
 
-def test_a_claim_redis_forgot_is_never_handed_out_again(store: ScanStore, raw: redis.Redis) -> None:
+def test_a_claim_redis_forgot_is_never_handed_out_again(store: ScanStore, raw: Raw) -> None:
     """Redis loses a claim (its last writes): the next claimant's epoch differs, and the
     forgotten owner's writes are fenced, never mixed with its successor's."""
     scan_id, _ = owned(store, 1)
@@ -120,7 +129,7 @@ def test_a_claim_redis_forgot_is_never_handed_out_again(store: ScanStore, raw: r
 
 def test_a_takeover_keeps_the_records_updated_at(store: ScanStore) -> None:
     """The new owner's first snapshot shows the record's `updated_at`, never an older one."""
-    scan = NewScan(new_scan_id(), "alice", PARAMS, "2026-01-01T00:00:00.000Z", "a:1")
+    scan = NewScan(ALICE(), "alice", PARAMS, "2026-01-01T00:00:00.000Z", "a:1")
     store.register(scan, 60_000)
     later = "2026-01-01T00:00:05.000Z"
     store.record_strategy(scan.scan_id, scan.epoch, StrategyResult("momentum", "ok", (), 1), later)
@@ -130,10 +139,10 @@ def test_a_takeover_keeps_the_records_updated_at(store: ScanStore) -> None:
     assert later == first_snapshot(job).updated_at
 
 
-def test_an_owner_writes_back_a_record_redis_lost(store: ScanStore, raw: redis.Redis) -> None:
+def test_an_owner_writes_back_a_record_redis_lost(store: ScanStore, raw: Raw) -> None:
     """After Redis lost the scan, its owner's write says so, and a restore brings the
     record back with every result the owner holds, and the lease."""
-    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    scan = NewScan(ALICE(), "alice", PARAMS, now_iso(), "a:1")
     store.register(scan, 60_000)
     done = StrategyResult("momentum", "ok", ({"symbol": "X"},), 3)
     store.record_strategy(scan.scan_id, scan.epoch, done, now_iso())
@@ -170,7 +179,44 @@ def test_renewal_reports_lost_leases_and_cancel_requests(store: ScanStore) -> No
     assert [] == store.claimable(10)
 
 
-def test_renewal_says_when_redis_forgot_a_claim(store: ScanStore, raw: redis.Redis) -> None:
+def users_in_every_shard() -> list[str]:
+    """One user per shard, in shard order."""
+    keys, found = Keys(), {}
+    for n in range(10_000):
+        found.setdefault(keys.shard_of_user(f"user{n}"), f"user{n}")
+        if len(found) == keys.shards:
+            return [found[shard] for shard in range(keys.shards)]
+    raise AssertionError("some shard has no user")
+
+
+def test_claims_and_renewals_reach_every_shard(store: ScanStore) -> None:
+    """Scans of users in all 16 shards (over all masters of a cluster): every lapsed
+    lease is found and every held one renewed, in the same calls."""
+    users = users_in_every_shard()
+    lapsing = [owned(store, 1, user=user) for user in users]
+    queued = []
+    for user in users:
+        scan = NewScan(store.new_scan_id(user), user, PARAMS, now_iso(), None)
+        assert "created" == store.register(scan, 60_000).kind
+        queued.append(scan.scan_id)
+    poll(lambda: len(store.claimable(100)) == 32)
+    assert {sid for sid, _ in lapsing} | set(queued) == set(store.claimable(100))
+    assert set(queued) == set(store.claimable(100)[16:])  # lapsed leases first
+    states = store.renew(lapsing, 60_000)
+    assert [sid for sid, _ in lapsing] == [s.scan_id for s in states]
+    assert all(s.held for s in states)
+    assert set(queued) == set(store.claimable(100))
+
+
+def test_an_id_outside_the_users_shard_is_refused(store: ScanStore) -> None:
+    """Its keys would not share a slot with the user's: a bug, raised at once."""
+    users = users_in_every_shard()
+    scan = NewScan(store.new_scan_id(users[1]), users[0], PARAMS, now_iso(), "a:1")
+    with pytest.raises(ValueError, match="shard"):
+        store.register(scan, 60_000)
+
+
+def test_renewal_says_when_redis_forgot_a_claim(store: ScanStore, raw: Raw) -> None:
     """A lease whose record Redis lost is reported forgotten, not lost to another owner."""
     scan = owned(store, 60_000)
     raw.delete(Keys().scan(scan[0]))
@@ -188,9 +234,9 @@ def test_released_scan_is_claimable_at_once(store: ScanStore) -> None:
     assert 2 == job.epoch.number
 
 
-def test_queued_scan_is_claimed_and_starts_scanning(store: ScanStore, redis_url: str) -> None:
+def test_queued_scan_is_claimed_and_starts_scanning(store: ScanStore, store_url: str) -> None:
     """A queued scan has epoch 0 and no owner until a worker claims it."""
-    scan_id = new_scan_id()
+    scan_id = ALICE()
     store.register(NewScan(scan_id, "alice", PARAMS, now_iso(), None), 60_000)
     snapshot = store.read(scan_id)
     assert snapshot is not None
@@ -199,12 +245,12 @@ def test_queued_scan_is_claimed_and_starts_scanning(store: ScanStore, redis_url:
     job = store.claim(scan_id, "b:2", 60_000, "b")
     assert job is not None
     assert Epoch(1, "b") == job.epoch
-    assert None is redis.Redis.from_url(redis_url).zscore(Keys().pending(), scan_id)
+    assert None is raw_client(store_url).zscore(Keys().pending(shard_of_scan(scan_id)), scan_id)
 
 
-def settings(redis_url: str, data_dir: Path, **changes: object) -> Settings:
+def settings(store_url: str, data_dir: Path, **changes: object) -> Settings:
     base: dict[str, object] = {
-        "redis_url": redis_url,
+        "redis_url": store_url,
         "data_dir": data_dir,
         "synthetic_latency_ms": 20.0,
         "lease_ttl": 1.0,
@@ -213,7 +259,7 @@ def settings(redis_url: str, data_dir: Path, **changes: object) -> Settings:
 
 
 @pytest.fixture
-def runtimes(redis_url: str, data_dir: Path) -> Iterator[list[Runtime]]:
+def runtimes(store_url: str, data_dir: Path) -> Iterator[list[Runtime]]:
     started: list[Runtime] = []
     yield started
     for runtime in started:
@@ -228,10 +274,10 @@ def wait_complete(service: ScanService, scan_id: str) -> bytes:
 
 
 def test_a_dead_owners_scan_is_finished_by_another_worker(
-    runtimes: list[Runtime], redis_url: str, data_dir: Path
+    runtimes: list[Runtime], store_url: str, data_dir: Path
 ) -> None:
     """When the owner stops without a hand-off, another worker claims and completes it."""
-    owner = start_runtime(settings(redis_url, data_dir))
+    owner = start_runtime(settings(store_url, data_dir))
     scan_id = (
         ScanService(owner)
         .discover("alice", ScanParams(ALL, ("BTC-USD", "ETH-USD"), "1h"), False)
@@ -242,7 +288,7 @@ def test_a_dead_owners_scan_is_finished_by_another_worker(
     owner.steward.stop()  # the owner dies: no renewals, no release
     for owned in owner.view.owned().values():
         owned.proxy.actor_ref.stop()
-    heir = start_runtime(settings(redis_url, data_dir))
+    heir = start_runtime(settings(store_url, data_dir))
     runtimes.append(heir)
     body = json.loads(wait_complete(ScanService(heir), scan_id))
     assert sorted(ALL) == sorted(body["strategy_performance"])
@@ -251,11 +297,11 @@ def test_a_dead_owners_scan_is_finished_by_another_worker(
 
 
 def test_stopping_worker_hands_its_scans_off(
-    runtimes: list[Runtime], redis_url: str, data_dir: Path
+    runtimes: list[Runtime], store_url: str, data_dir: Path
 ) -> None:
     """A worker that stops releases its leases; the other resumes without a lease timeout."""
-    owner = start_runtime(settings(redis_url, data_dir, lease_ttl=30.0))
-    heir = start_runtime(settings(redis_url, data_dir, lease_ttl=30.0))
+    owner = start_runtime(settings(store_url, data_dir, lease_ttl=30.0))
+    heir = start_runtime(settings(store_url, data_dir, lease_ttl=30.0))
     runtimes.append(heir)
     scan_id = (
         ScanService(owner)
@@ -270,24 +316,24 @@ def test_stopping_worker_hands_its_scans_off(
 
 
 def test_a_full_worker_queues_and_another_claims(
-    runtimes: list[Runtime], redis_url: str, data_dir: Path
+    runtimes: list[Runtime], store_url: str, data_dir: Path
 ) -> None:
     """Past MAX_SCANS_PER_WORKER a scan is queued, reported so, and run by a worker with room."""
-    full = start_runtime(settings(redis_url, data_dir, max_scans_per_worker=1))
+    full = start_runtime(settings(store_url, data_dir, max_scans_per_worker=1))
     runtimes.append(full)
     service = ScanService(full)
     first = service.discover("alice", ScanParams(ALL, ("BTC-USD",), "1h"), False)
     second = service.discover("alice", ScanParams(ALL, ("ETH-USD",), "1h"), False)
     assert (ScanStatus.SCANNING, ScanStatus.QUEUED) == (first.status, second.status)
     assert ScanStatus.QUEUED == service.status("alice", second.scan_id).snapshot.status
-    runtimes.append(start_runtime(settings(redis_url, data_dir)))
+    runtimes.append(start_runtime(settings(store_url, data_dir)))
     for scan_id in (first.scan_id, second.scan_id):
         wait_complete(service, scan_id)
 
 
-def test_cancelling_a_queued_scan(runtimes: list[Runtime], redis_url: str, data_dir: Path) -> None:
+def test_cancelling_a_queued_scan(runtimes: list[Runtime], store_url: str, data_dir: Path) -> None:
     """A queued scan that is cancelled finishes as cancelled with nothing run."""
-    full = start_runtime(settings(redis_url, data_dir, max_scans_per_worker=1))
+    full = start_runtime(settings(store_url, data_dir, max_scans_per_worker=1))
     runtimes.append(full)
     service = ScanService(full)
     service.discover("alice", ScanParams(ALL, ("BTC-USD",), "1h"), False)
@@ -310,12 +356,10 @@ def test_a_scan_finished_meanwhile_is_not_reported_lost(store: ScanStore) -> Non
     assert [] == store.claimable(10)
 
 
-def test_an_owner_finds_out_when_redis_lost_its_last_writes(
-    store: ScanStore, raw: redis.Redis
-) -> None:
+def test_an_owner_finds_out_when_redis_lost_its_last_writes(store: ScanStore, raw: Raw) -> None:
     """Redis came back from an older copy (it lost the last writes): the owner's next
     write says so, and its write-back restores every result it holds."""
-    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    scan = NewScan(ALICE(), "alice", PARAMS, now_iso(), "a:1")
     store.register(scan, 60_000)
     older = raw.dump(Keys().scan(scan.scan_id))
     done = StrategyResult("momentum", "ok", ({"symbol": "X"},), 3)
@@ -336,7 +380,7 @@ def test_reads_just_after_redis_changed_are_an_outage(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "redis", port=free_port()).start()
     try:
         store = open_store(server.url, "oppscan:", 0.5, restart_gate=1.0)
-        scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+        scan = NewScan(ALICE(), "alice", PARAMS, now_iso(), "a:1")
         store.register(scan, 60_000)
         assert False is store.server_restarted()
         assert store.read(scan.scan_id) is not None
@@ -363,25 +407,25 @@ def test_reads_just_after_redis_changed_are_an_outage(tmp_path: Path) -> None:
 
 
 def test_a_quick_stop_releases_at_once_without_waiting_for_strategies(
-    redis_url: str, data_dir: Path
+    store_url: str, data_dir: Path
 ) -> None:
     """A quick stop (Ctrl-C) frees the lease while strategies still run (each takes
     seconds here), so another worker can resume the scan at once."""
-    owner = start_runtime(settings(redis_url, data_dir, lease_ttl=30.0, synthetic_latency_ms=1000))
+    owner = start_runtime(settings(store_url, data_dir, lease_ttl=30.0, synthetic_latency_ms=1000))
     params = ScanParams(ALL, ("BTC-USD", "ETH-USD"), "1h")
     scan_id = ScanService(owner).discover("alice", params, False).scan_id
     started = time.monotonic()
     stop_runtime(owner, quick=lambda: True)
     took = time.monotonic() - started
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    assert ("", "scanning") == tuple(client.hmget(Keys().scan(scan_id), "owner", "status"))
+    client = raw_client(store_url)
+    assert (b"", b"scanning") == tuple(client.hmget(Keys().scan(scan_id), "owner", "status"))
     client.close()
     assert took < 1.0
 
 
-def test_a_write_back_never_moves_updated_at_back(store: ScanStore, raw: redis.Redis) -> None:
+def test_a_write_back_never_moves_updated_at_back(store: ScanStore, raw: Raw) -> None:
     """The owner writes back with an older stamp than Redis holds: the later one stays."""
-    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    scan = NewScan(ALICE(), "alice", PARAMS, now_iso(), "a:1")
     store.register(scan, 60_000)
     later = "2999-01-01T00:00:00.000Z"
     store.record_strategy(scan.scan_id, scan.epoch, StrategyResult("momentum", "ok", (), 1), later)
@@ -394,14 +438,14 @@ def test_a_write_back_never_moves_updated_at_back(store: ScanStore, raw: redis.R
 
 def test_a_write_back_needs_the_lease_to_recreate(store: ScanStore) -> None:
     """A record that is gone is made anew only by an owner whose lease surely held."""
-    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    scan = NewScan(ALICE(), "alice", PARAMS, now_iso(), "a:1")
     restored = store.restore(scan.job(), "a:1", (), now_iso(), 60_000, recreate=False)
     assert (Restored.NOT_OURS, None) == (restored, store.read(scan.scan_id))
 
 
 def test_a_write_back_after_the_final_write_landed_says_finished(store: ScanStore) -> None:
     """The final write landed but its answer was lost: a write-back reports it finished."""
-    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "a:1")
+    scan = NewScan(ALICE(), "alice", PARAMS, now_iso(), "a:1")
     store.register(scan, 60_000)
     snapshot = store.read(scan.scan_id)
     assert snapshot is not None
@@ -410,22 +454,23 @@ def test_a_write_back_after_the_final_write_landed_says_finished(store: ScanStor
     assert Restored.FINISHED is store.restore(scan.job(), "a:1", (), now_iso(), 60_000)
 
 
-def test_a_write_back_of_a_claim_redis_forgot_leaves_the_queue(
-    store: ScanStore, raw: redis.Redis
-) -> None:
+def test_a_write_back_of_a_claim_redis_forgot_leaves_the_queue(store: ScanStore, raw: Raw) -> None:
     """Redis forgot the claim of a queued scan: written back, it is no longer queued."""
-    scan_id = new_scan_id()
+    scan_id = ALICE()
     store.register(NewScan(scan_id, "alice", PARAMS, now_iso(), None), 60_000)
     before = raw.dump(Keys().scan(scan_id))
     job = store.claim(scan_id, "b:2", 60_000, "b")
     assert job is not None
     raw.restore(Keys().scan(scan_id), 0, before, replace=True)
-    raw.zadd(Keys().pending(), {scan_id: 1})
+    raw.zadd(Keys().pending(shard_of_scan(scan_id)), {scan_id: 1})
     assert Restored.WRITTEN is store.restore(job, "b:2", (), now_iso(), 60_000)
-    assert (None, []) == (raw.zscore(Keys().pending(), scan_id), store.claimable(10))
+    assert (None, []) == (
+        raw.zscore(Keys().pending(shard_of_scan(scan_id)), scan_id),
+        store.claimable(10),
+    )
 
 
-def test_a_hand_off_of_a_record_redis_forgot_says_so(store: ScanStore, raw: redis.Redis) -> None:
+def test_a_hand_off_of_a_record_redis_forgot_says_so(store: ScanStore, raw: Raw) -> None:
     """Releasing a lease whose record is gone asks for the write-back, not silence."""
     scan_id, epoch = owned(store, 60_000)
     raw.delete(Keys().scan(scan_id))
@@ -433,7 +478,7 @@ def test_a_hand_off_of_a_record_redis_forgot_says_so(store: ScanStore, raw: redi
 
 
 def test_a_claim_hands_over_the_states_and_a_write_back_keeps_them(
-    store: ScanStore, raw: redis.Redis
+    store: ScanStore, raw: Raw
 ) -> None:
     """The successor learns which strategies ran (they stay `running`: a state never goes
     back) and a record written back carries the owner's states."""

@@ -8,6 +8,7 @@ decreases, never exceeds the total, the total is set from the start, and
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 
 import redis
@@ -28,10 +29,10 @@ from oppscan.model import (
     ScanStatus,
     StrategyResult,
     new_epoch_tag,
-    new_scan_id,
     now_iso,
 )
 from oppscan.storage import Keys, NewScan, Recorded, ScanStore, open_store
+from oppscan.storage.keys import shard_of_scan
 
 NAMES = ("a", "b", "c", "d")
 PARAMS = ScanParams(NAMES, ("X",), "1h")
@@ -44,8 +45,8 @@ class StoredScan(RuleBasedStateMachine):
     def create(self) -> None:
         self.store: ScanStore = open_store(self.url, "prop:", 0.5)
         self.raw = redis.Redis.from_url(self.url)
-        self.scan_id = new_scan_id()
-        self.user = new_scan_id()  # a user of its own: no earlier example's scan to join
+        self.user = secrets.token_hex(8)  # a user of its own: no earlier example's scan to join
+        self.scan_id = self.store.new_scan_id(self.user)
         scan = NewScan(self.scan_id, self.user, PARAMS, now_iso(), "w:1")
         self.store.register(scan, 60_000)
         self.epoch = scan.epoch
@@ -73,7 +74,7 @@ class StoredScan(RuleBasedStateMachine):
     @rule()
     def take_over(self) -> None:
         """The owner's lease lapses and another worker claims the scan."""
-        self.raw.zadd(Keys("prop:").running(), {self.scan_id: 0})
+        self.raw.zadd(Keys("prop:").running(shard_of_scan(self.scan_id)), {self.scan_id: 0})
         self.raw.hset(Keys("prop:").scan(self.scan_id), "lease", 0)
         job = self.store.claim(self.scan_id, "w:2", 60_000, new_epoch_tag())
         assert job is not None

@@ -14,28 +14,32 @@ from oppscan.model import (
     ScanStatus,
     StrategyResult,
     StrategyStates,
-    new_scan_id,
     now_iso,
 )
 from oppscan.processes import free_port
 from oppscan.storage import EmbeddedRedis, Keys, NewScan, Recorded, ScanStore, Written, open_store
+from oppscan.storage.keys import shard_of_scan
+from tests.support.cluster import raw_client
 
 LEASE_MS = 60_000
 PARAMS = ScanParams(("momentum", "rsi_reversal"), ("BTC-USD",), "1h")
 
 
-@pytest.fixture
-def store(redis_url: str) -> ScanStore:
-    return open_store(redis_url, "oppscan:", 0.5)
+Raw = redis.Redis | redis.RedisCluster
 
 
 @pytest.fixture
-def raw(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
+def store(store_url: str) -> ScanStore:
+    return open_store(store_url, "oppscan:", 0.5)
+
+
+@pytest.fixture
+def raw(store_url: str) -> redis.Redis | redis.RedisCluster:
+    return raw_client(store_url)
 
 
 def new_scan(user: str = "alice", params: ScanParams = PARAMS) -> NewScan:
-    return NewScan(new_scan_id(), user, params, now_iso(), "host:1")
+    return NewScan(Keys().new_scan_id(user), user, params, now_iso(), "host:1")
 
 
 def create(store: ScanStore, scan: NewScan) -> None:
@@ -47,9 +51,7 @@ def result(name: str, found: int = 1) -> StrategyResult:
     return StrategyResult(name, "ok", tuple(opportunity for _ in range(found)), 5)
 
 
-def test_created_scan_is_readable_with_totals_and_no_expiry(
-    store: ScanStore, raw: redis.Redis
-) -> None:
+def test_created_scan_is_readable_with_totals_and_no_expiry(store: ScanStore, raw: Raw) -> None:
     """A new scan is readable at once with total > 0 and its key does not expire."""
     scan = new_scan()
     create(store, scan)
@@ -59,15 +61,20 @@ def test_created_scan_is_readable_with_totals_and_no_expiry(
     assert -1 == raw.ttl(Keys().scan(scan.scan_id))
 
 
-def test_a_read_survives_the_server_closing_its_connection(
-    store: ScanStore, raw: redis.Redis
-) -> None:
+def kill_clients(raw: Raw) -> int:
+    """Every node drops every client but this one; how many it dropped."""
+    if isinstance(raw, redis.RedisCluster):
+        killed = raw.client_kill_filter(_type="normal", skipme=True, target_nodes="all")
+        return sum(killed.values()) if isinstance(killed, dict) else int(killed)
+    return int(raw.client_kill_filter(_type="normal", skipme=True))
+
+
+def test_a_read_survives_the_server_closing_its_connection(store: ScanStore, raw: Raw) -> None:
     """Redis dropped every client (as on a restart): the next read still answers."""
     scan = new_scan()
     create(store, scan)
     assert store.read(scan.scan_id) is not None  # this thread's connection is open now
-    killed = raw.client_kill_filter(_type="normal", skipme=True)
-    assert killed >= 1
+    assert kill_clients(raw) >= 1
     again = store.read(scan.scan_id)
     assert again is not None
     assert scan.scan_id == again.scan_id
@@ -96,7 +103,7 @@ def test_strategy_result_is_recorded_once(store: ScanStore) -> None:
     assert first.updated_at == again.updated_at
 
 
-def test_writes_with_a_stale_epoch_are_fenced(store: ScanStore, raw: redis.Redis) -> None:
+def test_writes_with_a_stale_epoch_are_fenced(store: ScanStore, raw: Raw) -> None:
     """A writer whose epoch is not the scan's changes nothing."""
     scan = new_scan()
     create(store, scan)
@@ -110,9 +117,7 @@ def test_writes_with_a_stale_epoch_are_fenced(store: ScanStore, raw: redis.Redis
     assert (0, ScanStatus.SCANNING) == (snap.completed, store.read(scan.scan_id).status)  # type: ignore[union-attr]
 
 
-def test_finish_writes_results_and_one_ttl_for_every_key(
-    store: ScanStore, raw: redis.Redis
-) -> None:
+def test_finish_writes_results_and_one_ttl_for_every_key(store: ScanStore, raw: Raw) -> None:
     """The terminal step stores results, flips status, and expires scan and dedup together."""
     scan = new_scan()
     create(store, scan)
@@ -141,7 +146,7 @@ def test_finish_writes_results_and_one_ttl_for_every_key(
     keys = Keys()
     ttls = {raw.ttl(keys.scan(scan.scan_id)), raw.ttl(keys.dedup("alice", PARAMS.digest()))}
     assert {120} == ttls
-    assert None is raw.zscore(keys.running(), scan.scan_id)
+    assert None is raw.zscore(keys.running(shard_of_scan(scan.scan_id)), scan.scan_id)
 
 
 def test_a_scan_with_a_pending_cancel_is_never_joined(store: ScanStore) -> None:
@@ -166,7 +171,7 @@ def test_a_complete_scan_is_reused_unless_refreshing(store: ScanStore) -> None:
     assert (("reused", scan.scan_id), "created") == ((reused.kind, reused.scan_id), fresh.kind)
 
 
-def test_the_active_limit_registers_nothing_over_it(store: ScanStore, raw: redis.Redis) -> None:
+def test_the_active_limit_registers_nothing_over_it(store: ScanStore, raw: Raw) -> None:
     """At the user's limit a registration is refused and writes no key."""
     create(store, new_scan(params=ScanParams(("momentum",), ("A",), "1h")))
     before = sorted(raw.keys("*"))
@@ -199,7 +204,7 @@ def test_cancel_request_only_for_the_owner_user(store: ScanStore) -> None:
     assert recorded.cancel_requested
 
 
-def test_list_scans_newest_first_and_forgets_expired(store: ScanStore, raw: redis.Redis) -> None:
+def test_list_scans_newest_first_and_forgets_expired(store: ScanStore, raw: Raw) -> None:
     """A user's list is newest first, excludes others' scans and prunes expired ids."""
     older, newer, gone = (new_scan(params=ScanParams(("momentum",), (s,), "1h")) for s in "abc")
     for scan in (older, newer, gone):
@@ -250,9 +255,7 @@ def test_embedded_redis_runs_in_a_directory_with_spaces_and_quotes(tmp_path: Pat
         assert written & {"appendonly.aof", "appendonlydir"}  # its data went where it was told
 
 
-def test_the_users_index_expires_with_the_last_of_their_scans(
-    store: ScanStore, raw: redis.Redis
-) -> None:
+def test_the_users_index_expires_with_the_last_of_their_scans(store: ScanStore, raw: Raw) -> None:
     """While a scan of the user runs the index stays; once all are finished it expires
     with the last of them."""
     one, two = (new_scan(params=ScanParams(("momentum",), (s,), "1h")) for s in "ab")
@@ -269,7 +272,7 @@ def test_the_users_index_expires_with_the_last_of_their_scans(
 
 
 def test_strategy_states_are_written_with_results_and_by_their_owner_only(
-    store: ScanStore, raw: redis.Redis
+    store: ScanStore, raw: Raw
 ) -> None:
     """A new scan's strategies are pending; the owner writes starts and outcomes (with
     the result, in one step); a stale epoch writes nothing; the final states stay."""

@@ -14,13 +14,14 @@ import redis
 
 from oppscan.auth import issue_token
 from oppscan.http.app import app_from_runtime
-from oppscan.model import ScanParams, new_scan_id, now_iso
+from oppscan.model import ScanParams, now_iso
 from oppscan.processes import free_port
 from oppscan.runtime import start_runtime, stop_runtime
 from oppscan.settings import Settings
 from oppscan.storage import (
     CircuitBreaker,
     EmbeddedRedis,
+    Keys,
     NewScan,
     ScanStore,
     StoreUnavailable,
@@ -63,7 +64,7 @@ def store(server: EmbeddedRedis) -> Iterator[ScanStore]:
 
 
 def new_scan() -> NewScan:
-    return NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "host:1")
+    return NewScan(Keys().new_scan_id("alice"), "alice", PARAMS, now_iso(), "host:1")
 
 
 def out_of_memory(admin: redis.Redis) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from oppscan.model import ScanParams, new_scan_id, now_iso
-from oppscan.storage import EmbeddedRedis, NewScan, StoreUnavailable, open_store
+from oppscan.model import ScanParams, now_iso
+from oppscan.storage import EmbeddedRedis, Keys, NewScan, StoreUnavailable, open_store
 from tests.support.tls import TlsFront, make_certificates
 
 PARAMS = ScanParams(("momentum",), ("BTC-USD",), "1h")
@@ -27,7 +27,7 @@ def test_store_works_over_tls(tls_redis: tuple[int, Path], redis_url: str) -> No
     """With the CA in the URL, a scan is written and read back over TLS."""
     port, ca = tls_redis
     store = open_store(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}", "oppscan:", 2.0)
-    scan = NewScan(new_scan_id(), "alice", PARAMS, now_iso(), "w:1")
+    scan = NewScan(Keys().new_scan_id("alice"), "alice", PARAMS, now_iso(), "w:1")
     assert "created" == store.register(scan, 60_000).kind
     stored = store.read(scan.scan_id)
     assert stored is not None
