@@ -1,6 +1,12 @@
 """Redis: the client, the key schema, the atomic scripts and the embedded server."""
 
-from oppscan.storage.client import CircuitBreaker, StoreUnavailable, connect, redis_address
+from oppscan.storage.client import (
+    CircuitBreaker,
+    Connector,
+    StoreUnavailable,
+    connect,
+    redis_address,
+)
 from oppscan.storage.embedded import EmbeddedRedis
 from oppscan.storage.keys import DEFAULT_SHARDS, Keys
 from oppscan.storage.market_store import MarketStore
@@ -19,6 +25,7 @@ from oppscan.storage.store import (
 
 __all__ = [
     "CircuitBreaker",
+    "Connector",
     "EmbeddedRedis",
     "Keys",
     "LeaseState",
@@ -52,4 +59,4 @@ def open_store(
     `shards`: how many groups the scan keys form (`keys.py`).
     """
     keys = Keys(prefix, shards)
-    return ScanStore(connect(url, timeout), keys, CircuitBreaker(), restart_gate)
+    return ScanStore(Connector.to(url, timeout), keys, CircuitBreaker(), restart_gate)

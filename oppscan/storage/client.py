@@ -247,8 +247,8 @@ class DemotedMasterConnection(SentinelManagedConnection):
 def connect(url: str, timeout: float) -> Client:
     """A client that tries once: `timeout` for each reply, half of it to connect.
 
-    A cluster's client learns the slots at once: it raises `StoreUnavailable` when
-    none of the nodes named answers.
+    A cluster's client learns the slots at once: it raises `RedisClusterException`
+    when none of the nodes named answers (`Connector` makes it when one does).
     """
     options: dict[str, Any] = {
         "socket_timeout": timeout,
@@ -257,7 +257,7 @@ def connect(url: str, timeout: float) -> Client:
         "retry": Retry(NoBackoff(), 0),
         "max_connections": 64,
     }
-    if url.startswith(CLUSTER_SCHEME + "://"):
+    if is_cluster(url):
         return _cluster(ClusterTarget.parse(url), options)
     options.update(parser_class=RefusalParser, retry_on_timeout=False)
     if not url.startswith(SENTINEL_SCHEME + "://"):
@@ -284,24 +284,59 @@ def connect(url: str, timeout: float) -> Client:
 
 def _cluster(target: ClusterTarget, options: dict[str, Any]) -> RedisCluster:
     (host, port), *others = target.nodes
-    try:
-        return RedisCluster(
-            # Given a URL, the client builds each node's pool from the options, so the
-            # nodes' connections take a connection class of ours.
-            url=f"redis://{_bracketed(host)}:{port}",
-            startup_nodes=[ClusterNode(h, p) for h, p in others],  # type: ignore[no-untyped-call]
-            username=target.username,
-            password=target.password,
-            require_full_coverage=False,  # the slots of a master failing over answer 503
-            connection_class=RefusingConnection,
-            **options,
-        )
-    except RedisClusterException as exc:
-        raise StoreUnavailable("cluster_unreachable") from exc
+    return RedisCluster(
+        # Given a URL, the client builds each node's pool from the options, so the
+        # nodes' connections take a connection class of ours.
+        url=f"redis://{_bracketed(host)}:{port}",
+        startup_nodes=[ClusterNode(h, p) for h, p in others],  # type: ignore[no-untyped-call]
+        username=target.username,
+        password=target.password,
+        require_full_coverage=False,  # the slots of a master failing over answer 503
+        connection_class=RefusingConnection,
+        **options,
+    )
 
 
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def is_cluster(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEME + "://")
+
+
+class Connector:
+    """The store's client, made at the first call that needs it.
+
+    A cluster's client learns the slots as it is made, which needs a node that
+    answers; until one does, making it raises an outage (`RedisClusterException`)
+    inside the caller's circuit breaker, and a later call or the steward's probe
+    tries again. So a worker starts, and says it is not ready, whether or not its
+    cluster answers yet, as it does with one Redis.
+    """
+
+    def __init__(self, make: Callable[[], Client], cluster: bool) -> None:
+        self.cluster = cluster
+        self._make = make
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def to(cls, url: str, timeout: float) -> Connector:
+        return cls(lambda: connect(url, timeout), is_cluster(url))
+
+    def __call__(self) -> Client:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+                client = self._client
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
 
 def redis_address(url: str) -> str:
@@ -385,11 +420,11 @@ class ClusterReads:
     """The request path's single reads on a cluster: redis-py sends each to the node
     that holds its key's slot, on that node's pooled connections."""
 
-    def __init__(self, client: RedisCluster) -> None:
+    def __init__(self, client: Callable[[], Client]) -> None:
         self._client = client
 
     def execute(self, *args: str | bytes) -> Any:
-        return self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+        return self._client().execute_command(*args)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         pass  # the client's pools are closed with the client

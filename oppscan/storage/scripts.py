@@ -8,6 +8,16 @@ claim. A finished scan is never written again.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from redis.commands.core import Script
+
+
+def lua(text: str) -> Script:
+    """A script that runs on the client each call names (the client may be made later)."""
+    return Script(cast(Any, None), text.encode())
+
+
 # Lease deadlines use Redis's clock, so hosts whose clocks differ still agree.
 NOW_MS = """
 local function now_ms()

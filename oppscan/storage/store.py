@@ -6,7 +6,6 @@ either answers promptly or raises `StoreUnavailable`.
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import time
@@ -15,7 +14,9 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
+import redis
 from redis.cluster import RedisCluster
+from redis.commands.core import Script
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 from oppscan.model import (
@@ -37,13 +38,14 @@ from oppscan.storage import scripts
 from oppscan.storage.client import (
     OUTAGE_ERRORS,
     CircuitBreaker,
-    Client,
     ClusterReads,
+    Connector,
     StoreUnavailable,
     ThreadConnections,
 )
 from oppscan.storage.keys import Keys, shard_of_scan
 from oppscan.storage.market_store import MarketStore
+from oppscan.storage.scripts import lua
 
 T = TypeVar("T")
 
@@ -228,33 +230,39 @@ class ServerWatch:
 
 class ScanStore:
     def __init__(
-        self, client: Client, keys: Keys, breaker: CircuitBreaker, restart_gate: float = 2.0
+        self,
+        client: Connector,
+        keys: Keys,
+        breaker: CircuitBreaker,
+        restart_gate: float = 2.0,
     ) -> None:
         self._client = client
         self._server = ServerWatch(restart_gate)
         self._keys = keys
         self._reads: ThreadConnections | ClusterReads
-        if isinstance(client, RedisCluster):
+        if client.cluster:
             self._reads = ClusterReads(client)
             # A script touches one slot: each shard on its own.
             self._shard_groups = [[shard] for shard in range(keys.shards)]
         else:
-            self._reads = ThreadConnections(client.connection_pool, self._greet)
+            server = client()  # made, not connected
+            assert isinstance(server, redis.Redis)
+            self._reads = ThreadConnections(server.connection_pool, self._greet)
             # One server: a script may touch every shard at once.
             self._shard_groups = [list(range(keys.shards))]
         self._primaries: frozenset[str] = frozenset()  # a cluster's, as the client last saw
         self.breaker = breaker
-        self._register = client.register_script(scripts.REGISTER)
-        self._record = client.register_script(scripts.RECORD_STRATEGY)
-        self._states = client.register_script(scripts.WRITE_STATES)
-        self._finish = client.register_script(scripts.FINISH)
-        self._restore = client.register_script(scripts.RESTORE)
-        self._cancel = client.register_script(scripts.REQUEST_CANCEL)
-        self._claimable = client.register_script(scripts.CLAIMABLE)
-        self._claim = client.register_script(scripts.CLAIM)
-        self._renew = client.register_script(scripts.RENEW)
-        self._release = client.register_script(scripts.RELEASE)
-        self._rate = client.register_script(scripts.RATE)
+        self._register = lua(scripts.REGISTER)
+        self._record = lua(scripts.RECORD_STRATEGY)
+        self._states = lua(scripts.WRITE_STATES)
+        self._finish = lua(scripts.FINISH)
+        self._restore = lua(scripts.RESTORE)
+        self._cancel = lua(scripts.REQUEST_CANCEL)
+        self._claimable = lua(scripts.CLAIMABLE)
+        self._claim = lua(scripts.CLAIM)
+        self._renew = lua(scripts.RENEW)
+        self._release = lua(scripts.RELEASE)
+        self._rate = lua(scripts.RATE)
 
     def close(self) -> None:
         self._reads.close()
@@ -265,24 +273,29 @@ class ScanStore:
         of its own: a slow series write never makes status reads answer 503."""
         return MarketStore(self._client, self._keys, CircuitBreaker("market"))
 
+    def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One script on this store's client, through the circuit breaker."""
+        return self._call(lambda: script(keys=keys, args=args, client=self._client()))
+
     def _call(self, fn: Callable[[], T]) -> T:
         return self.breaker.call(fn)
 
     def ping(self) -> bool:
-        return bool(self._call(self._client.ping))
+        return bool(self._call(lambda: self._client().ping()))
 
     def probe(self) -> bool:
         """Ask past the circuit breaker, on fresh connections, whether the server takes
         writes again; close the breaker if it does. A replica answers PING but refuses
         every write: it counts as down. A cluster is up once it names a primary for
         every slot and each of them answers."""
-        if isinstance(self._client, RedisCluster):
-            return self._probe_cluster(self._client)
         try:
+            client = self._client()
+            if isinstance(client, RedisCluster):
+                return self._probe_cluster(client)
             # Idle connections may point at the server that went away; in-use ones
             # belong to other threads, which find out for themselves.
-            self._client.connection_pool.disconnect(inuse_connections=False)
-            role = self._client.role()
+            client.connection_pool.disconnect(inuse_connections=False)
+            role = client.role()
         except OUTAGE_ERRORS:
             return False
         if _text(role[0]) != "master":
@@ -347,7 +360,7 @@ class ScanStore:
             *k.scan_around_id(shard),
             *scan.fields(),
         ]
-        kind, scan_id, status = self._call(lambda: self._register(keys=keys, args=argv))
+        kind, scan_id, status = self._run(self._register, keys, argv)
         text = _text(status)
         status_now = ScanStatus(text) if text else None
         return Registration(Registered(_text(kind) or ""), _text(scan_id) or "", status_now)
@@ -356,7 +369,7 @@ class ScanStore:
         """Count one discover; 0 when within `limit` per window, else seconds to wait."""
         window = int(time.time()) // window_s
         keys = [self._keys.discover_rate(user, window)]
-        return int(self._call(lambda: self._rate(keys=keys, args=[limit, window_s])))
+        return int(self._run(self._rate, keys, [limit, window_s]))
 
     def claimable(self, limit: int) -> list[str]:
         """Ids of scans whose lease lapsed, then of queued ones, from every shard (up
@@ -365,7 +378,7 @@ class ScanStore:
         queued: list[str] = []
         for group in self._shard_groups:
             keys = [self._keys.running(s) for s in group] + [self._keys.pending(s) for s in group]
-            found = self._call(functools.partial(self._claimable, keys=keys, args=[limit]))
+            found = self._run(self._claimable, keys, [limit])
             lapsed += [_text(i) or "" for i in found[0]]
             queued += [_text(i) or "" for i in found[1]]
         return lapsed + queued
@@ -380,7 +393,7 @@ class ScanStore:
         shard = shard_of_scan(scan_id)
         keys = [k.scan(scan_id), k.running(shard), k.pending(shard)]
         argv: list[str | int] = [scan_id, lease_ms, owner, now_iso(), tag]
-        raw = self._call(lambda: self._claim(keys=keys, args=argv))
+        raw = self._run(self._claim, keys, argv)
         if not raw:
             return None
         fields = {_text(raw[i]) or "": raw[i + 1] for i in range(0, len(raw), 2)}
@@ -396,7 +409,7 @@ class ScanStore:
             for scan_id, epoch in batch:
                 keys += [self._keys.running(shard_of_scan(scan_id)), self._keys.scan(scan_id)]
                 argv += [scan_id, epoch.number, epoch.tag]
-            raw = self._call(functools.partial(self._renew, keys=keys, args=argv))
+            raw = self._run(self._renew, keys, argv)
             codes.update(zip((sid for sid, _ in batch), map(int, raw), strict=True))
         return [
             LeaseState(sid, epoch, codes[sid] in (1, 2), codes[sid] == 2, codes[sid] == 3)
@@ -416,7 +429,7 @@ class ScanStore:
         handed back, False when not ours, FORGOTTEN when Redis lost the claim."""
         keys = [self._keys.scan(scan_id), self._keys.running(shard_of_scan(scan_id))]
         argv: list[str | int] = [scan_id, epoch.number, epoch.tag]
-        code = int(self._call(lambda: self._release(keys=keys, args=argv)))
+        code = int(self._run(self._release, keys, argv))
         return Written.FORGOTTEN if code < 0 else code == 1
 
     def read(self, scan_id: str) -> ScanSnapshot | None:
@@ -455,11 +468,13 @@ class ScanStore:
         """Ask the server, on this thread's connection; True once after the Redis
         process answering changed (a restart, a failover). On a cluster: once the
         client's primaries differ from those last seen, ask each of them."""
-        client = self._client
-        if not isinstance(client, RedisCluster):
+        if not self._client.cluster:
             self._call(lambda: self._reads.execute("PING"))
-        elif _primary_names(client) != self._primaries:
-            self._call(lambda: self._note_primaries(client))
+        else:
+            client = self._call(self._client)
+            assert isinstance(client, RedisCluster)
+            if _primary_names(client) != self._primaries:
+                self._call(lambda: self._note_primaries(client))
         return self._server.take_change()
 
     def _greet(self, conn: Any) -> None:
@@ -496,9 +511,7 @@ class ScanStore:
             states_json(states) if states else "",
         ]
         keys = [self._keys.scan(scan_id)]
-        code, completed, found, stamp, cancel = self._call(
-            lambda: self._record(keys=keys, args=argv)
-        )
+        code, completed, found, stamp, cancel = self._run(self._record, keys, argv)
         if int(code) != 1:
             return WRITE_CODES[int(code)]
         return Recorded(int(completed), int(found), _text(stamp) or updated_at, bool(cancel))
@@ -508,7 +521,7 @@ class ScanStore:
         owns it; None once written."""
         keys = [self._keys.scan(scan_id)]
         argv: list[str | int] = [epoch.number, epoch.tag, states_json(states)]
-        code = int(self._call(lambda: self._states(keys=keys, args=argv)))
+        code = int(self._run(self._states, keys, argv))
         return None if code == 1 else WRITE_CODES[code]
 
     def finish(self, snapshot: ScanSnapshot, epoch: Epoch, digest: str, ttl: int) -> Written | None:
@@ -541,7 +554,7 @@ class ScanStore:
             snapshot.expires_at or "",
             states_json(snapshot.states) if snapshot.states else "",
         ]
-        code = int(self._call(lambda: self._finish(keys=keys, args=argv)))
+        code = int(self._run(self._finish, keys, argv))
         return None if code == 1 else WRITE_CODES[code]
 
     def restore(
@@ -585,14 +598,14 @@ class ScanStore:
             updated_at,
             *(item for pair in pairs.items() for item in pair),
         ]
-        code = int(self._call(lambda: self._restore(keys=keys, args=argv)))
+        code = int(self._run(self._restore, keys, argv))
         return RESTORE_CODES.get(code, Restored.NOT_OURS)
 
     def request_cancel(self, scan_id: str, user: str) -> ScanStatus | None:
         """Flag the scan for cancel; its status, or None when no such scan of `user`
         (an outage while Redis has just changed, as for reads)."""
         keys = [self._keys.scan(scan_id)]
-        raw = self._call(lambda: self._cancel(keys=keys, args=[user]))
+        raw = self._run(self._cancel, keys, [user])
         text = _text(raw)
         if text is None and self._server.gating():
             raise StoreUnavailable("store_restarted")
@@ -601,7 +614,7 @@ class ScanStore:
     def list_scans(self, user: str, limit: int) -> list[ScanSnapshot]:
         """The user's retained scans, newest first; forgets ids that expired."""
         index = self._keys.user_scans(user)
-        ids = [_text(i) or "" for i in self._call(lambda: self._client.zrevrange(index, 0, -1))]
+        ids = [_text(i) or "" for i in self._call(lambda: self._client().zrevrange(index, 0, -1))]
         rows = self._read_many(ids[: limit * 2 + 16])
         gone = [sid for sid, row in zip(ids, rows, strict=False) if row is None]
         if gone or len(ids) > USER_INDEX_CAP:
@@ -611,7 +624,7 @@ class ScanStore:
 
     def _read_many(self, ids: Sequence[str]) -> list[ScanSnapshot | None]:
         def run() -> list[Any]:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self._client().pipeline(transaction=False)
             for sid in ids:
                 pipe.hmget(self._keys.scan(sid), LISTED_FIELDS)
             return pipe.execute()
@@ -623,7 +636,7 @@ class ScanStore:
         ]
 
     def _prune(self, index: str, gone: Sequence[str]) -> None:
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._client().pipeline(transaction=False)
         if gone:
             pipe.zrem(index, *gone)
         pipe.zremrangebyrank(index, 0, -USER_INDEX_CAP - 1)

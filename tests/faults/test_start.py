@@ -14,10 +14,13 @@ import pytest
 import redis
 import requests
 
+from oppscan.auth import issue_token
+from oppscan.client import Client
 from oppscan.processes import free_port
 from oppscan.storage import EmbeddedRedis
+from tests.support.cluster import ClusterDeployment
 from tests.support.polling import poll_until
-from tests.support.serve import Serve, wait_gone
+from tests.support.serve import SECRET, Serve, wait_gone
 
 
 def processes_in(directory: Path) -> list[int]:
@@ -150,3 +153,28 @@ def test_an_unreachable_redis_is_logged_at_start_and_waited_for(tmp_path: Path) 
         serve.interrupt()
         serve.exit_code()
         store.stop()
+
+
+def test_an_unreachable_cluster_is_logged_at_start_and_waited_for(tmp_path: Path) -> None:
+    """With a Redis Cluster none of whose nodes answers yet, the server starts all
+    the same, logs the nodes it was given, answers `/readyz` 503, and is ready
+    (and runs scans) once the cluster is up."""
+    cluster = ClusterDeployment(tmp_path / "cluster", replicas=0)
+    serve = Serve(tmp_path, env={"OPPSCAN_REDIS_URL": cluster.url}).start()
+    nodes = ",".join(f"127.0.0.1:{port}" for port in cluster.ports[:2])
+    try:
+        poll_until(lambda: unreachable_logged(serve, f"cluster {nodes}"), 15)
+        assert 503 == requests.get(f"{serve.url}/readyz", timeout=5).status_code
+        started = time.monotonic()
+        cluster.start()
+        serve.wait_ready(timeout=15)
+        print(
+            f"\n[unreachable-cluster] ready_s_after_cluster_start={time.monotonic() - started:.2f}"
+        )
+        with Client(serve.url, issue_token(SECRET, "ana", 600)) as api:
+            scan = api.discover(strategies=["momentum"], symbols=["BTC-USD"])
+            assert "complete" == scan.wait(interval=0.05, timeout=30).status
+    finally:
+        serve.interrupt()
+        serve.exit_code()
+        cluster.stop()

@@ -143,7 +143,7 @@ def test_a_failed_fetch_lets_the_waiting_worker_try(market_store: MarketStore) -
 def dead_store() -> MarketStore:
     """A market store on a port where nothing listens."""
     client = connect(f"redis://127.0.0.1:{free_port()}/0", 0.2)
-    return MarketStore(client, Keys("oppscan:"), CircuitBreaker())
+    return MarketStore(lambda: client, Keys("oppscan:"), CircuitBreaker())
 
 
 def test_a_redis_outage_fetches_directly() -> None:

@@ -59,16 +59,20 @@ class ClusterDeployment:
     masters: int = 3
     replicas: int = 1  # per master
     nodes: list[Node] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # chosen at once: the URL is known early
+
+    def __post_init__(self) -> None:
+        self.ports = [cluster_port() for _ in range(self.masters * (1 + self.replicas))]
 
     def start(self) -> ClusterDeployment:
-        for i in range(self.masters * (1 + self.replicas)):
+        for i, port in enumerate(self.ports):
             folder = self.directory / f"node-{i}"
             config = (
                 f"dir {folder}\ncluster-enabled yes\ncluster-config-file nodes.conf\n"
                 f"cluster-node-timeout {NODE_TIMEOUT_MS}\ncluster-require-full-coverage no\n"
                 'appendonly no\nsave ""\nloglevel warning\n'
             )
-            self.nodes.append(Node(folder, config, port=cluster_port()).start())
+            self.nodes.append(Node(folder, config, port=port).start())
         create = [
             redis_cli_binary(),
             "--cluster",
@@ -87,7 +91,7 @@ class ClusterDeployment:
     @property
     def url(self) -> str:
         """Two startup nodes, as an operator would list a few."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
 
     def live(self) -> list[Node]:
         return [node for node in self.nodes if node.process is not None]

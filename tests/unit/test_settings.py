@@ -36,8 +36,10 @@ def test_prefixed_variables_are_read() -> None:
             "OPPSCAN_DATA_DIR": "/tmp/x",
             "OPPSCAN_MARKET": "csv:/data",
             "OPPSCAN_SYNTHETIC_LATENCY_MS": "20",
+            "OPPSCAN_REDIS_SHARDS": "64",
         }
     )
+    assert 64 == settings.redis_shards
     assert "redis://h:1/0" == settings.redis_url
     assert ("0.0.0.0:9000", 4, 8) == (settings.bind, settings.workers, settings.threads)
     assert (60, 2.5, 3) == (settings.result_ttl, settings.lease_ttl, settings.max_scans_per_worker)
@@ -58,7 +60,13 @@ def test_ecosystem_names_are_fallbacks() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("OPPSCAN_WORKERS", "many"), ("OPPSCAN_WORKERS", "0"), ("OPPSCAN_LEASE_TTL", "-1")],
+    [
+        ("OPPSCAN_WORKERS", "many"),
+        ("OPPSCAN_WORKERS", "0"),
+        ("OPPSCAN_LEASE_TTL", "-1"),
+        ("OPPSCAN_REDIS_SHARDS", "0"),
+        ("OPPSCAN_REDIS_SHARDS", "257"),
+    ],
 )
 def test_bad_values_are_rejected_by_name(name: str, value: str) -> None:
     """A value oppscan cannot use is an error that names the variable."""

@@ -11,7 +11,7 @@ from oppscan.auth import TokenVerifier
 from oppscan.settings import Settings
 from oppscan.startup import DataDirLock, StartError, check_market, check_redis_url, ready_text
 from oppscan.storage import redis_address
-from oppscan.storage.client import SentinelTarget
+from oppscan.storage.client import ClusterTarget, SentinelTarget
 
 
 def test_a_missing_csv_folder_is_a_start_error(tmp_path: Path) -> None:
@@ -58,6 +58,10 @@ def test_an_exchange_is_not_asked_at_start() -> None:
         "redis+sentinel://:hunter2@10.0.0.1:26379/mymaster/zero",
         "redis+sentinel://:hunter2@/mymaster",
         "redis+sentinel://:hunter2@10.0.0.1:26379/mymaster?no_such_option=1",
+        "redis+cluster://:hunter2@",
+        "redis+cluster://:hunter2@10.0.0.1:7000,10.0.0.2",
+        "redis+cluster://:hunter2@10.0.0.1:7000/1",
+        "redis+cluster://:hunter2@10.0.0.1:7000?no_such_option=1",
     ],
 )
 def test_an_unusable_redis_url_is_a_start_error_without_its_password(url: str) -> None:
@@ -77,6 +81,10 @@ def test_an_unusable_redis_url_is_a_start_error_without_its_password(url: str) -
         (
             "redis+sentinel://app:hunter2@10.0.0.1:26379,10.0.0.2:26380/mymaster/3",
             "sentinel 10.0.0.1:26379,10.0.0.2:26380 master mymaster",
+        ),
+        (
+            "redis+cluster://app:hunter2@10.0.0.1:7000,10.0.0.2:7001",
+            "cluster 10.0.0.1:7000,10.0.0.2:7001",
         ),
     ],
 )
@@ -101,6 +109,14 @@ def test_a_sentinel_url_names_sentinels_master_database_and_credentials() -> Non
     )
     bare = SentinelTarget.parse("redis+sentinel://10.0.0.1:26379/mymaster")
     assert (0, None, None) == (bare.db, bare.username, bare.password)
+
+
+def test_a_cluster_url_names_its_nodes_and_credentials() -> None:
+    """Every part of a `redis+cluster://` URL lands where redis-py's RedisCluster takes it."""
+    target = ClusterTarget.parse("redis+cluster://app:p%40ss@10.0.0.1:7000,[::1]:7001")
+    assert ClusterTarget((("10.0.0.1", 7000), ("::1", 7001)), "app", "p@ss") == target
+    bare = ClusterTarget.parse("redis+cluster://10.0.0.1:7000/")
+    assert ((("10.0.0.1", 7000),), None, None) == (bare.nodes, bare.username, bare.password)
 
 
 def test_a_second_lock_on_a_data_dir_names_the_holder(tmp_path: Path) -> None:
