@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -155,13 +155,8 @@ class SentinelTarget:
     @classmethod
     def parse(cls, url: str) -> SentinelTarget:
         """Raises ValueError naming the part that is wrong (never the password)."""
-        parts = urlsplit(url)
-        if parts.scheme != SENTINEL_SCHEME:
-            raise ValueError(f"scheme is not {SENTINEL_SCHEME}")
-        hosts = parts.netloc.rpartition("@")[2]
-        sentinels = tuple(_host_port(node) for node in hosts.split(",") if node)
-        if not sentinels:
-            raise ValueError("no sentinel host:port")
+        parts = _split(url, SENTINEL_SCHEME)
+        sentinels = _hosts(parts, "sentinel")
         path = [p for p in parts.path.split("/") if p]
         if not path or len(path) > 2:
             raise ValueError("the path is not /MASTER or /MASTER/DB")
@@ -171,14 +166,13 @@ class SentinelTarget:
         unknown = set(query) - {"sentinel_password"}
         if unknown:
             raise ValueError(f"unknown option {sorted(unknown)[0]!r}")
-        credentials = parts.netloc.rpartition("@")[0]
-        user, _, password = credentials.partition(":") if credentials else ("", "", "")
+        username, password = _credentials(parts)
         return cls(
             sentinels=sentinels,
             master=unquote(path[0]),
             db=int(path[1]) if len(path) == 2 else 0,
-            username=unquote(user) or None,
-            password=unquote(password) or None,
+            username=username,
+            password=password,
             sentinel_password=query.get("sentinel_password", [None])[0],
         )
 
@@ -199,24 +193,40 @@ class ClusterTarget:
     @classmethod
     def parse(cls, url: str) -> ClusterTarget:
         """Raises ValueError naming the part that is wrong (never the password)."""
-        parts = urlsplit(url)
-        if parts.scheme != CLUSTER_SCHEME:
-            raise ValueError(f"scheme is not {CLUSTER_SCHEME}")
-        hosts = parts.netloc.rpartition("@")[2]
-        nodes = tuple(_host_port(node, "cluster node") for node in hosts.split(",") if node)
-        if not nodes:
-            raise ValueError("no cluster node host:port")
+        parts = _split(url, CLUSTER_SCHEME)
+        nodes = _hosts(parts, "cluster node")
         if parts.path.strip("/") or parts.query:
             raise ValueError("a cluster URL has no database and no options")
-        credentials = parts.netloc.rpartition("@")[0]
-        user, _, password = credentials.partition(":") if credentials else ("", "", "")
-        return cls(nodes, unquote(user) or None, unquote(password) or None)
+        return cls(nodes, *_credentials(parts))
 
     def address(self) -> str:
         return "cluster " + ",".join(f"{host}:{port}" for host, port in self.nodes)
 
 
-def _host_port(node: str, what: str = "sentinel") -> tuple[str, int]:
+def _split(url: str, scheme: str) -> SplitResult:
+    parts = urlsplit(url)
+    if parts.scheme != scheme:
+        raise ValueError(f"scheme is not {scheme}")
+    return parts
+
+
+def _hosts(parts: SplitResult, what: str) -> tuple[tuple[str, int], ...]:
+    """The URL's `host:port[,host:port…]`, at least one."""
+    hosts = parts.netloc.rpartition("@")[2]
+    found = tuple(_host_port(node, what) for node in hosts.split(",") if node)
+    if not found:
+        raise ValueError(f"no {what} host:port")
+    return found
+
+
+def _credentials(parts: SplitResult) -> tuple[str | None, str | None]:
+    """The URL's user name and password, decoded; None where absent."""
+    credentials = parts.netloc.rpartition("@")[0]
+    user, _, password = credentials.partition(":") if credentials else ("", "", "")
+    return unquote(user) or None, unquote(password) or None
+
+
+def _host_port(node: str, what: str) -> tuple[str, int]:
     host, _, port = node.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{what} {node!r} is not host:port")
