@@ -36,7 +36,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import DefaultParser
-from redis.exceptions import ClusterError, RedisClusterException, ResponseError
+from redis.exceptions import (
+    ClusterError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -101,14 +106,24 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     StoreRefused,
-    # A cluster none of whose nodes answers, or whose slot map has a hole (a master
-    # failing over), or that redirected a call too often (slots moving).
-    RedisClusterException,
-    ClusterError,
+    SlotNotCoveredError,  # a cluster's slot map has a hole (a master failing over)
+    ClusterError,  # a cluster redirected a call too often (slots moving)
     OSError,
 )
 
+
+def is_outage(exc: BaseException) -> bool:
+    """The store cannot serve now, which is no bug: one of `OUTAGE_ERRORS`, or a
+    cluster client's error caused by one (none of the nodes it asked answered).
+    Other cluster client errors (a call across slots, a server not in cluster
+    mode) are bugs or a wrong setting, and stay errors."""
+    if isinstance(exc, OUTAGE_ERRORS):
+        return True
+    return isinstance(exc, RedisClusterException) and isinstance(exc.__cause__, OUTAGE_ERRORS)
+
+
 Client = redis.Redis | RedisCluster
+Greet = Callable[[Any], None]  # given a new connection, talks to its server first
 
 
 class Outage:
@@ -136,6 +151,7 @@ class StoreUnavailable(Exception):
 
 
 SENTINEL_SCHEME = "redis+sentinel"
+HEALTH_CHECK_S = 10  # a connection idle this long is checked (PING) before use
 CLUSTER_SCHEME = "redis+cluster"
 
 
@@ -234,11 +250,15 @@ def _host_port(node: str, what: str) -> tuple[str, int]:
 
 
 class RefusingConnection(redis.Connection):
-    """A connection whose parser raises refusals as `StoreRefused` (a cluster's
-    nodes take a connection class, not a parser)."""
+    """A cluster node's connection: its parser raises refusals as `StoreRefused`, and
+    it checks an idle connection before use as `connect` asks (a cluster's client
+    passes its nodes neither option). So a `TRYAGAIN` or `CLUSTERDOWN` fails the call
+    at once (503) rather than wait in redis-py's own retries; the steward's probe
+    learns the slots anew."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**{**kwargs, "parser_class": RefusalParser})  # type: ignore[no-untyped-call]  # untyped upstream
+        options = {"health_check_interval": HEALTH_CHECK_S, **kwargs, "parser_class": RefusalParser}
+        super().__init__(**options)  # type: ignore[no-untyped-call]  # untyped upstream
 
 
 class DemotedMasterConnection(SentinelManagedConnection):
@@ -254,8 +274,9 @@ class DemotedMasterConnection(SentinelManagedConnection):
             raise
 
 
-def connect(url: str, timeout: float) -> Client:
+def connect(url: str, timeout: float, greet: Greet | None = None) -> Client:
     """A client that tries once: `timeout` for each reply, half of it to connect.
+    `greet`: the first round trips of each new connection of a cluster's client.
 
     A cluster's client learns the slots at once: it raises `RedisClusterException`
     when none of the nodes named answers (`Connector` makes it when one does).
@@ -263,12 +284,12 @@ def connect(url: str, timeout: float) -> Client:
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout / 2,
-        "health_check_interval": 10,
+        "health_check_interval": HEALTH_CHECK_S,
         "retry": Retry(NoBackoff(), 0),
         "max_connections": 64,
     }
     if is_cluster(url):
-        return _cluster(ClusterTarget.parse(url), options)
+        return _cluster(ClusterTarget.parse(url), {**options, "redis_connect_func": greet})
     options.update(parser_class=RefusalParser, retry_on_timeout=False)
     if not url.startswith(SENTINEL_SCHEME + "://"):
         return redis.Redis.from_url(url, **options)
@@ -325,24 +346,36 @@ class Connector:
     cluster answers yet, as it does with one Redis.
     """
 
-    def __init__(self, make: Callable[[], Client], cluster: bool) -> None:
+    def __init__(self, make: Callable[[Greet | None], Client], cluster: bool) -> None:
         self.cluster = cluster
+        self.greet: Greet | None = None  # run on each new connection of a cluster's client
         self._make = make
         self._client: Client | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def to(cls, url: str, timeout: float) -> Connector:
-        return cls(lambda: connect(url, timeout), is_cluster(url))
+        return cls(lambda greet: connect(url, timeout, greet), is_cluster(url))
 
     def __call__(self) -> Client:
         client = self._client
         if client is None:
-            with self._lock:
+            # One thread at a time tries (a silent node costs it the connect timeout);
+            # the others meanwhile fail at once, as an outage.
+            if not self._lock.acquire(blocking=False):
+                raise RedisConnectionError("another thread is connecting to the cluster")
+            try:
                 if self._client is None:
-                    self._client = self._make()
+                    self._client = self._make(self.greet)
                 client = self._client
+            finally:
+                self._lock.release()
         return client
+
+    @property
+    def made(self) -> Client | None:
+        """The client, if it was made (no attempt to make it)."""
+        return self._client
 
     def close(self) -> None:
         if self._client is not None:
@@ -471,7 +504,9 @@ class CircuitBreaker:
         self._admit()
         try:
             result = fn()
-        except OUTAGE_ERRORS as exc:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             kind = exc.code if isinstance(exc, StoreRefused) else type(exc).__name__
             REDIS_ERRORS.labels(kind).inc()
             outage = self._trip(kind, exc)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -47,6 +48,8 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from oppscan.model import DEFAULT_SHARDS, MAX_SHARDS, SCAN_ID_PREFIX
 
 __all__ = ["DEFAULT_SHARDS", "MAX_SHARDS", "Keys", "shard_of_scan", "shard_tag"]
+
+_HEX2 = re.compile("[0-9a-f]{2}")
 
 
 @functools.cache
@@ -64,10 +67,8 @@ def shard_tag(shard: int) -> str:
 
 def shard_of_scan(scan_id: str) -> int:
     """The shard a scan id names (its last two hex digits); 0 for text that is no id."""
-    try:
-        return int(scan_id[-2:], 16)
-    except ValueError:
-        return 0
+    digits = scan_id[-2:]
+    return int(digits, 16) if _HEX2.fullmatch(digits) else 0
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,10 @@ class Keys:
         """Hash: everything about one scan (params, status, counts, results)."""
         return f"{self._in(shard_of_scan(scan_id))}scan:{scan_id}"
 
-    def scan_around_id(self, shard: int) -> tuple[str, str]:
-        """A scan key's text before and after the id, in `shard` (for scripts that
-        build the keys of the user's other scans)."""
-        return f"{self._in(shard)}scan:", ""
+    def scan_prefix(self, shard: int) -> str:
+        """A scan key's text before its id, in `shard` (for scripts that build the keys
+        of the user's other scans)."""
+        return f"{self._in(shard)}scan:"
 
     def dedup(self, user: str, params_digest: str) -> str:
         """String: id of the newest scan of `user` with these parameters."""

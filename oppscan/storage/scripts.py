@@ -56,7 +56,7 @@ end
 
 # KEYS: dedup, user_active, user_scans, running, pending, new scan.
 # ARGV: new id, lease ttl ms (0: queued for any worker), score, force_refresh (1/0),
-#       active limit (0: none), scan key before id, after id, field, value, ...
+#       active limit (0: none), a scan key's text before its id, field, value, ...
 # One step decides and registers: join the identical scan that runs (unless a
 # cancel is pending), reuse a complete one (unless refreshing), or register a new
 # scan within the user's active limit. A retry after a timeout joins the scan
@@ -66,7 +66,7 @@ REGISTER = (
     + """
 local current = redis.call('GET', KEYS[1])
 if current then
-  local s = redis.call('HMGET', ARGV[6] .. current .. ARGV[7], 'status', 'cancel')
+  local s = redis.call('HMGET', ARGV[6] .. current, 'status', 'cancel')
   if (s[1] == 'queued' or s[1] == 'scanning') and s[2] ~= '1' then
     return {'joined', current, s[1]}
   end
@@ -75,11 +75,11 @@ end
 local limit = tonumber(ARGV[5])
 if limit > 0 and redis.call('SCARD', KEYS[2]) >= limit then
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if redis.call('EXISTS', ARGV[6] .. id .. ARGV[7]) == 0 then redis.call('SREM', KEYS[2], id) end
+    if redis.call('EXISTS', ARGV[6] .. id) == 0 then redis.call('SREM', KEYS[2], id) end
   end
   if redis.call('SCARD', KEYS[2]) >= limit then return {'limited', '', ''} end
 end
-redis.call('HSET', KEYS[6], unpack(ARGV, 8))
+redis.call('HSET', KEYS[6], unpack(ARGV, 7))
 local status = 'queued'
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
@@ -92,7 +92,7 @@ else
 end
 -- The index lives while the user has an active scan; trim a few ids that expired.
 for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, 3)) do
-  if redis.call('EXISTS', ARGV[6] .. id .. ARGV[7]) == 0 then redis.call('ZREM', KEYS[3], id) end
+  if redis.call('EXISTS', ARGV[6] .. id) == 0 then redis.call('ZREM', KEYS[3], id) end
 end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('PERSIST', KEYS[3])
@@ -119,21 +119,33 @@ return 1
 )
 
 # KEYS: the running indexes of some shards, then their pending indexes. ARGV: limit.
-# Returns {scans whose lease lapsed, queued scans}, oldest first in each shard (up
-# to `limit` of each kind).
+# Returns {lapsed, queued}: the `limit` scans whose lease lapsed longest ago, and
+# the `limit` queued longest, over these shards, oldest first; each a flat list
+# of id, score (a lease deadline or a creation time, in ms).
 CLAIMABLE = (
     NOW_MS
     + """
 local limit, now, shards = tonumber(ARGV[1]), now_ms(), #KEYS / 2
-local lapsed, queued = {}, {}
-for i = 1, shards do
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now, 'LIMIT', 0, limit)) do
-    if #lapsed < limit then lapsed[#lapsed + 1] = id end
+local function oldest(first, last, range)
+  local all = {}
+  for i = first, last do
+    local found = range(KEYS[i])
+    for j = 1, #found, 2 do all[#all + 1] = {found[j], found[j + 1], tonumber(found[j + 1])} end
   end
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[shards + i], 0, limit - 1)) do
-    if #queued < limit then queued[#queued + 1] = id end
+  table.sort(all, function(a, b) return a[3] < b[3] end)
+  local out = {}
+  for k = 1, math.min(limit, #all) do
+    out[#out + 1] = all[k][1]
+    out[#out + 1] = all[k][2]
   end
+  return out
 end
+local lapsed = oldest(1, shards, function(key)
+  return redis.call('ZRANGEBYSCORE', key, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+end)
+local queued = oldest(shards + 1, #KEYS, function(key)
+  return redis.call('ZRANGE', key, 0, limit - 1, 'WITHSCORES')
+end)
 return {lapsed, queued}
 """
 )
@@ -256,7 +268,7 @@ return {1, tonumber(state[1]), tonumber(state[2]), state[3], tonumber(state[4] o
 
 # KEYS: scan, running, pending, dedup, user_active, user_scans.
 # ARGV: epoch, tag, status, results, completed_at, error ('' for none), ttl, scan_id,
-#       scan key before id, after id, results the final document counts,
+#       a scan key's text before its id, results the final document counts,
 #       expires_at ('' for none), final strategy states ('' to keep).
 # The results land in the same step as the status flip, and every key of the
 # scan gets its retention TTL together; the user's index expires with the last
@@ -268,7 +280,7 @@ FINISH = (
     + """
 local st = standing(KEYS[1], ARGV[1], ARGV[2])
 if st == 'done' then return 1 end
-if st == 'ours' and tonumber(redis.call('HGET', KEYS[1], 'completed')) < tonumber(ARGV[11]) then
+if st == 'ours' and tonumber(redis.call('HGET', KEYS[1], 'completed')) < tonumber(ARGV[10]) then
   st = 'lost'
 end
 if st == 'lost' then return -1 end
@@ -278,21 +290,21 @@ local stamp = later(redis.call('HGET', KEYS[1], 'updated_at'), ARGV[5])
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'results', ARGV[4],
            'completed_at', ARGV[5], 'updated_at', stamp, 'lease', '0')
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
-if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[12]) end
-if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'states', ARGV[13]) end
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[11]) end
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'states', ARGV[12]) end
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZREM', KEYS[2], ARGV[8])
 redis.call('ZREM', KEYS[3], ARGV[8])
 if redis.call('GET', KEYS[4]) == ARGV[8] then redis.call('EXPIRE', KEYS[4], ttl) end
 redis.call('SREM', KEYS[5], ARGV[8])
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  if redis.call('EXISTS', ARGV[9] .. id .. ARGV[10]) == 0 then redis.call('SREM', KEYS[5], id) end
+  if redis.call('EXISTS', ARGV[9] .. id) == 0 then redis.call('SREM', KEYS[5], id) end
 end
 if redis.call('SCARD', KEYS[5]) == 0 then
   -- No scan of the user runs: the index lives as long as the last retained one.
   local last = ttl * 1000
   for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
-    local left = redis.call('PTTL', ARGV[9] .. id .. ARGV[10])
+    local left = redis.call('PTTL', ARGV[9] .. id)
     if left == -2 then redis.call('ZREM', KEYS[6], id)
     elseif left == -1 or (last > 0 and left > last) then last = left end
   end

@@ -36,12 +36,12 @@ from oppscan.model import (
 )
 from oppscan.storage import scripts
 from oppscan.storage.client import (
-    OUTAGE_ERRORS,
     CircuitBreaker,
     ClusterReads,
     Connector,
     StoreUnavailable,
     ThreadConnections,
+    is_outage,
 )
 from oppscan.storage.keys import Keys, shard_of_scan
 from oppscan.storage.market_store import MarketStore
@@ -203,13 +203,25 @@ class ServerWatch:
 
     def note(self, run_ids: frozenset[str]) -> None:
         """The run ids of the server processes that answer now: one, or a cluster's
-        primaries. Any change after the first note is a change of server."""
+        primaries. After the first note, one not seen before is a change of server
+        (one gone is not: a cluster's failed master is replaced by a new one)."""
         with self._lock:
-            if self.run_ids is not None and run_ids != self.run_ids:
-                self._changed_at = None  # starts with the first read it answers
-                self._fresh = True
-                self._unannounced = True
+            if self.run_ids is not None and run_ids - self.run_ids:
+                self._changed()
             self.run_ids = run_ids
+
+    def note_primary(self, run_id: str) -> None:
+        """A cluster's primary answered a new connection: a change if it is a process
+        not seen before (restarted in place, or a replica promoted)."""
+        with self._lock:
+            if self.run_ids is not None and run_id not in self.run_ids:
+                self._changed()
+                self.run_ids |= {run_id}
+
+    def _changed(self) -> None:
+        self._changed_at = None  # starts with the first read it answers
+        self._fresh = True
+        self._unannounced = True
 
     def gating(self) -> bool:
         """Called after a read was answered: the gate runs from the first such read
@@ -238,18 +250,15 @@ class ScanStore:
     ) -> None:
         self._client = client
         self._server = ServerWatch(restart_gate)
+        client.greet = self._greet_cluster_node  # a cluster's new connections (not made yet)
         self._keys = keys
         self._reads: ThreadConnections | ClusterReads
         if client.cluster:
             self._reads = ClusterReads(client)
-            # A script touches one slot: each shard on its own.
-            self._shard_groups = [[shard] for shard in range(keys.shards)]
         else:
             server = client()  # made, not connected
             assert isinstance(server, redis.Redis)
             self._reads = ThreadConnections(server.connection_pool, self._greet)
-            # One server: a script may touch every shard at once.
-            self._shard_groups = [list(range(keys.shards))]
         self._primaries: frozenset[str] = frozenset()  # a cluster's, as the client last saw
         self.breaker = breaker
         self._register = lua(scripts.REGISTER)
@@ -296,7 +305,9 @@ class ScanStore:
             # belong to other threads, which find out for themselves.
             client.connection_pool.disconnect(inuse_connections=False)
             role = client.role()
-        except OUTAGE_ERRORS:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             return False
         if _text(role[0]) != "master":
             return False
@@ -313,7 +324,9 @@ class ScanStore:
             if len(client.nodes_manager.slots_cache) < REDIS_CLUSTER_HASH_SLOTS:
                 return False
             self._note_primaries(client)
-        except OUTAGE_ERRORS:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             return False
         self.breaker.reset()
         return True
@@ -357,7 +370,7 @@ class ScanStore:
             time.time(),
             int(force_refresh),
             max_active,
-            *k.scan_around_id(shard),
+            k.scan_prefix(shard),
             *scan.fields(),
         ]
         kind, scan_id, status = self._run(self._register, keys, argv)
@@ -372,16 +385,16 @@ class ScanStore:
         return int(self._run(self._rate, keys, [limit, window_s]))
 
     def claimable(self, limit: int) -> list[str]:
-        """Ids of scans whose lease lapsed, then of queued ones, from every shard (up
-        to `limit` of each kind from each group of shards one script reads)."""
-        lapsed: list[str] = []
-        queued: list[str] = []
-        for group in self._shard_groups:
+        """Ids of the `limit` scans whose lease lapsed longest ago, then of the `limit`
+        queued longest, over every shard."""
+        lapsed: list[tuple[float, str]] = []
+        queued: list[tuple[float, str]] = []
+        for group in self._shard_groups():
             keys = [self._keys.running(s) for s in group] + [self._keys.pending(s) for s in group]
             found = self._run(self._claimable, keys, [limit])
-            lapsed += [_text(i) or "" for i in found[0]]
-            queued += [_text(i) or "" for i in found[1]]
-        return lapsed + queued
+            lapsed += _scored(found[0])
+            queued += _scored(found[1])
+        return [sid for _, sid in sorted(lapsed)[:limit] + sorted(queued)[:limit]]
 
     def claim(self, scan_id: str, owner: str, lease_ms: int, tag: str) -> ScanJob | None:
         """Take the scan over under a new epoch tagged `tag`; None when it is not claimable.
@@ -416,12 +429,18 @@ class ScanStore:
             for sid, epoch in leases
         ]
 
+    def _shard_groups(self) -> list[list[int]]:
+        """The shards in groups one script may touch together: on a cluster each shard
+        alone (one slot); on one server, all of them in one round trip."""
+        shards = range(self._keys.shards)
+        return [[shard] for shard in shards] if self._client.cluster else [list(shards)]
+
     def _by_shard_group(self, leases: Sequence[tuple[str, Epoch]]) -> list[list[tuple[str, Epoch]]]:
         """The leases in batches one script may touch (see `_shard_groups`)."""
-        group_of = {shard: n for n, group in enumerate(self._shard_groups) for shard in group}
         batches: dict[int, list[tuple[str, Epoch]]] = {}
         for lease in leases:
-            batches.setdefault(group_of.get(shard_of_scan(lease[0]), -1), []).append(lease)
+            group = shard_of_scan(lease[0]) if self._client.cluster else 0
+            batches.setdefault(group, []).append(lease)
         return list(batches.values())
 
     def release(self, scan_id: str, epoch: Epoch) -> bool | Written:
@@ -468,22 +487,29 @@ class ScanStore:
         """Ask the server, on this thread's connection; True once after the Redis
         process answering changed (a restart, a failover). On a cluster: once the
         client's primaries differ from those last seen, ask each of them."""
+        client = self._client.made
         if not self._client.cluster:
             self._call(lambda: self._reads.execute("PING"))
-        else:
-            client = self._call(self._client)
-            assert isinstance(client, RedisCluster)
-            if _primary_names(client) != self._primaries:
-                self._call(lambda: self._note_primaries(client))
+        elif client is None:
+            self._call(self._client)  # makes the cluster's client: asks a node
+        elif isinstance(client, RedisCluster) and _primary_names(client) != self._primaries:
+            self._call(lambda: self._note_primaries(client))
         return self._server.take_change()
 
     def _greet(self, conn: Any) -> None:
         """Every new read connection first learns which server process it reached."""
-        conn.send_command("INFO", "server")
-        info = _text(conn.read_response()) or ""
-        for line in info.splitlines():
-            if line.startswith("run_id:"):
-                self._server.note(frozenset({line.split(":", 1)[1].strip()}))
+        self._server.note(frozenset({_run_id(conn)}))
+
+    def _greet_cluster_node(self, conn: Any) -> None:
+        """Every new connection to a cluster's node learns which process it reached: a
+        primary not seen before is a change, noticed before the connection's first
+        reply is used (a replica promoted, a primary restarted in place)."""
+        run_id = _run_id(conn)
+        if run_id in (self._server.run_ids or {run_id}):
+            return
+        conn.send_command("ROLE")
+        if _text(conn.read_response()[0]) == "master":
+            self._server.note_primary(run_id)
 
     def record_strategy(
         self,
@@ -549,7 +575,7 @@ class ScanStore:
             snapshot.error or "",
             ttl,
             sid,
-            *k.scan_around_id(shard),
+            k.scan_prefix(shard),
             snapshot.completed,
             snapshot.expires_at or "",
             states_json(snapshot.states) if snapshot.states else "",
@@ -641,6 +667,21 @@ class ScanStore:
             pipe.zrem(index, *gone)
         pipe.zremrangebyrank(index, 0, -USER_INDEX_CAP - 1)
         pipe.execute()
+
+
+def _scored(flat: Sequence[Any]) -> list[tuple[float, str]]:
+    """A script's flat list of id, score, id, score... as (score, id) pairs."""
+    return [(float(flat[i + 1]), _text(flat[i]) or "") for i in range(0, len(flat), 2)]
+
+
+def _run_id(conn: Any) -> str:
+    """The `run_id` of the server process at the other end of `conn`."""
+    conn.send_command("INFO", "server")
+    info = _text(conn.read_response()) or ""
+    for line in info.splitlines():
+        if line.startswith("run_id:"):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 def _primary_names(client: RedisCluster) -> frozenset[str]:

@@ -15,7 +15,7 @@ import redis
 import requests
 
 from oppscan.auth import issue_token
-from oppscan.client import Client
+from oppscan.client import Client, ServiceUnreachable
 from oppscan.processes import free_port
 from oppscan.storage import EmbeddedRedis
 from tests.support.cluster import ClusterDeployment
@@ -172,8 +172,11 @@ def test_an_unreachable_cluster_is_logged_at_start_and_waited_for(tmp_path: Path
             f"\n[unreachable-cluster] ready_s_after_cluster_start={time.monotonic() - started:.2f}"
         )
         with Client(serve.url, issue_token(SECRET, "ana", 600)) as api:
-            scan = api.discover(strategies=["momentum"], symbols=["BTC-USD"])
-            assert "complete" == scan.wait(interval=0.05, timeout=30).status
+            try:
+                scan = api.discover(strategies=["momentum"], symbols=["BTC-USD"])
+                assert "complete" == scan.wait(interval=0.05, timeout=30).status
+            except ServiceUnreachable:
+                raise AssertionError(f"the server went away:\n{serve.log_text()[-6000:]}") from None
     finally:
         serve.interrupt()
         serve.exit_code()

@@ -208,6 +208,20 @@ def test_claims_and_renewals_reach_every_shard(store: ScanStore) -> None:
     assert set(queued) == set(store.claimable(100))
 
 
+def test_claims_go_oldest_first_over_every_shard(store: ScanStore) -> None:
+    """Queued scans are claimed in the order they came, whatever their shards: a
+    few claims at a time take the oldest of all, not the first shards' first."""
+    users = users_in_every_shard()[::-1]  # the last shard's user first
+    queued = []
+    for user in users:
+        scan = NewScan(store.new_scan_id(user), user, PARAMS, now_iso(), None)
+        store.register(scan, 60_000)
+        queued.append(scan.scan_id)
+        time.sleep(0.002)  # one creation time (ms) each: the order is theirs, not a tie
+    assert queued[:3] == store.claimable(3)
+    assert queued == store.claimable(100)
+
+
 def test_an_id_outside_the_users_shard_is_refused(store: ScanStore) -> None:
     """Its keys would not share a slot with the user's: a bug, raised at once."""
     users = users_in_every_shard()

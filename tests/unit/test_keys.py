@@ -51,8 +51,7 @@ def test_a_script_builds_the_same_scan_key() -> None:
     """REGISTER and FINISH build the keys of the user's other scans from the text
     around an id; it is the scan key, whatever the id."""
     keys = Keys()
-    before, after = keys.scan_around_id(shard_of_scan(SCAN_ID))
-    assert keys.scan(SCAN_ID) == before + SCAN_ID + after
+    assert keys.scan(SCAN_ID) == keys.scan_prefix(shard_of_scan(SCAN_ID)) + SCAN_ID
 
 
 def test_users_spread_over_the_shards() -> None:
@@ -80,6 +79,8 @@ def test_shards_spread_evenly_over_a_clusters_masters(shards: int, masters: int)
 def test_a_text_that_is_no_id_maps_to_shard_zero() -> None:
     """Any path text builds a key (one that does not exist), never an error."""
     assert 0 == shard_of_scan("nope")
+    assert 0 == shard_of_scan("x-1")
+    assert 0 == shard_of_scan("")
     assert Keys().scan("nope").startswith(f"oppscan:{{{shard_tag(0)}}}:")
 
 
