@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis.crc import key_slot
 
 from oppscan.storage import Keys
 from tests.faults.failover import failover_server, judge_failover
@@ -37,13 +36,7 @@ def server(cluster: ClusterDeployment, tmp_path: Path) -> Iterator[GunicornServe
 
 def master_of(cluster: ClusterDeployment, user: str) -> Node:
     """The master that holds `user`'s shard now."""
-    slot = key_slot(Keys().user_scans(user).encode())
-    for low, high, (_host, port, *_id), *_replicas in (
-        cluster.live()[0].client().execute_command("CLUSTER", "SLOTS")
-    ):
-        if int(low) <= slot <= int(high):
-            return next(node for node in cluster.nodes if node.port == int(port))
-    raise LookupError(slot)
+    return cluster.master_of(Keys().user_scans(user))
 
 
 def users_on_every_master(cluster: ClusterDeployment, per_master: int = 2) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,9 +19,18 @@ from oppscan.model import (
     now_iso,
 )
 from oppscan.processes import free_port
-from oppscan.storage import EmbeddedRedis, Keys, NewScan, Recorded, ScanStore, Written, open_store
+from oppscan.storage import (
+    EmbeddedRedis,
+    Keys,
+    NewScan,
+    Recorded,
+    ScanStore,
+    StoreUnavailable,
+    Written,
+    open_store,
+)
 from oppscan.storage.keys import shard_of_scan
-from tests.support.cluster import raw_client
+from tests.support.cluster import ClusterDeployment, raw_client
 
 LEASE_MS = 60_000
 PARAMS = ScanParams(("momentum", "rsi_reversal"), ("BTC-USD",), "1h")
@@ -308,3 +319,48 @@ def test_strategy_states_are_written_with_results_and_by_their_owner_only(
     assert {"momentum": "ok", "rsi_reversal": "cancelled"} == states()
     raw.delete(Keys().scan(scan.scan_id))
     assert Written.FORGOTTEN is store.write_states(scan.scan_id, scan.epoch, both_run)
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[ClusterDeployment]:
+    """A cluster of this test alone (three masters), one of which it restarts."""
+    cluster = ClusterDeployment(tmp_path / "cluster", replicas=0).start()
+    yield cluster
+    cluster.stop()
+
+
+def test_a_cluster_master_restarted_empty_is_a_change_not_a_miss(
+    own_cluster: ClusterDeployment,
+) -> None:
+    """A master restarts in place without its data, quicker than the cluster marks
+    it failed: the store notices the new process on its first new connection, so a
+    read of the scan it lost is an outage until the owners wrote it back, never
+    "no such scan"."""
+    store = open_store(own_cluster.url, "oppscan:", 0.5, restart_gate=30.0)
+    scan = new_scan()
+    create(store, scan)
+    assert False is store.server_restarted()  # learns the primaries
+    assert store.read(scan.scan_id) is not None
+    master = own_cluster.master_of(Keys().scan(scan.scan_id))
+    master.kill()
+    master.start()  # the same port and cluster config, no data
+    own_cluster.wait_healthy()  # serving again before the store asks it anything
+    assert "store_restarted" == first_answer_after_restart(store, scan.scan_id)
+    assert True is store.server_restarted()
+
+
+def first_answer_after_restart(store: ScanStore, scan_id: str) -> str:
+    """Read until the store answers other than "unreachable" (the dropped connection
+    trips the breaker; the probe, as the steward's would, closes it)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            found = store.read(scan_id)
+        except StoreUnavailable as exc:
+            if exc.reason == "store_restarted":
+                return exc.reason
+            store.probe()
+            time.sleep(0.02)
+            continue
+        return f"answered {found}"
+    return "no answer"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.crc import key_slot
 
 from oppscan.storage.embedded import redis_server_binary
 from tests.support.redis_node import Node
@@ -113,6 +114,15 @@ class ClusterDeployment:
     def primaries(self) -> list[Node]:
         roles = self.roles()
         return [node for node in self.live() if roles.get(node.port) == "master"]
+
+    def master_of(self, key: str) -> Node:
+        """The master that holds `key`'s slot now."""
+        slot = key_slot(key.encode())
+        slots = self.live()[0].client().execute_command("CLUSTER", "SLOTS")
+        for low, high, (_host, port, *_id), *_replicas in slots:
+            if int(low) <= slot <= int(high):
+                return next(node for node in self.nodes if node.port == int(port))
+        raise LookupError(slot)
 
     def replica_of(self, master: Node) -> Node:
         for node in self.live():

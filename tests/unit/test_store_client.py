@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import redis
 import structlog
 import structlog.testing
 
 from oppscan.storage import CircuitBreaker, StoreUnavailable
-from oppscan.storage.client import RefusalParser
+from oppscan.storage.client import Connector, RefusalParser
 
 SCRIPT = "ERR Error running script (call to f_0afd): @user_script:8: @user_script: 8: "
 
@@ -90,3 +92,57 @@ def test_an_outage_is_two_log_events_whatever_the_calls_in_it() -> None:
     ] == [(e["event"], e["failure_reason"]) for e in logged]
     assert (15.0, 4) == (logged[1]["down_s"], logged[1]["requests_refused"])
     assert not breaker.is_open
+
+
+def unreachable_cluster() -> None:
+    """What redis-py's cluster client raises when none of the nodes it asks answers."""
+    try:
+        raise redis.ConnectionError("Connection refused")
+    except redis.ConnectionError as refused:
+        raise redis.RedisClusterException("Redis Cluster cannot be connected.") from refused
+
+
+def cross_slot_script() -> None:
+    """What redis-py's cluster client raises for a script whose keys span slots: a bug."""
+    raise redis.RedisClusterException("EVALSHA - all keys must map to the same key slot")
+
+
+def test_a_cluster_error_caused_by_an_outage_is_an_outage() -> None:
+    breaker = CircuitBreaker()
+    with pytest.raises(StoreUnavailable):
+        breaker.call(unreachable_cluster)
+    assert breaker.is_open
+
+
+def test_a_cluster_error_of_our_own_making_stays_a_bug() -> None:
+    """A call across slots is a bug to show, not a 503 that hides it."""
+    breaker = CircuitBreaker()
+    with pytest.raises(redis.RedisClusterException, match="same key slot"):
+        breaker.call(cross_slot_script)
+    assert not breaker.is_open
+
+
+def test_one_thread_at_a_time_makes_the_cluster_client() -> None:
+    """While one thread waits on a silent cluster, the others fail at once as an
+    outage (they do not queue up behind it), and the client is made once."""
+    entered, release = threading.Event(), threading.Event()
+    made: list[object] = []
+
+    def make(_greet: object) -> redis.Redis:
+        entered.set()
+        release.wait(5)
+        made.append(object())
+        return redis.Redis()
+
+    connector = Connector(make, cluster=True)
+    first = threading.Thread(target=connector)
+    first.start()
+    assert entered.wait(5)
+    breaker = CircuitBreaker()
+    with pytest.raises(StoreUnavailable):
+        breaker.call(connector)
+    release.set()
+    first.join(5)
+    assert connector.made is not None
+    assert connector() is connector.made
+    assert 1 == len(made)
