@@ -315,17 +315,29 @@ def connect(url: str, timeout: float, greet: Greet | None = None) -> Client:
 
 def _cluster(target: ClusterTarget, options: dict[str, Any]) -> RedisCluster:
     (host, port), *others = target.nodes
-    return RedisCluster(
-        # Given a URL, the client builds each node's pool from the options, so the
-        # nodes' connections take a connection class of ours.
-        url=f"redis://{_bracketed(host)}:{port}",
-        startup_nodes=[ClusterNode(h, p) for h, p in others],  # type: ignore[no-untyped-call]
-        username=target.username,
-        password=target.password,
-        require_full_coverage=False,  # the slots of a master failing over answer 503
-        connection_class=RefusingConnection,
-        **options,
+    return learn_slots(
+        lambda: RedisCluster(
+            # Given a URL, the client builds each node's pool from the options, so the
+            # nodes' connections take a connection class of ours.
+            url=f"redis://{_bracketed(host)}:{port}",
+            startup_nodes=[ClusterNode(h, p) for h, p in others],  # type: ignore[no-untyped-call]
+            username=target.username,
+            password=target.password,
+            require_full_coverage=False,  # the slots of a master failing over answer 503
+            connection_class=RefusingConnection,
+            **options,
+        )
     )
+
+
+def learn_slots(fn: Callable[[], T]) -> T:
+    """`fn` asks a cluster which node holds which slot. A cluster whose nodes answer
+    but that assigned no slot yet (being formed) is an outage too; redis-py 8.1
+    raises IndexError for it."""
+    try:
+        return fn()
+    except IndexError as exc:
+        raise SlotNotCoveredError("the cluster has no slot assigned yet") from exc
 
 
 def _bracketed(host: str) -> str:

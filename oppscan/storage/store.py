@@ -42,6 +42,7 @@ from oppscan.storage.client import (
     StoreUnavailable,
     ThreadConnections,
     is_outage,
+    learn_slots,
 )
 from oppscan.storage.keys import Keys, shard_of_scan
 from oppscan.storage.market_store import MarketStore
@@ -320,7 +321,7 @@ class ScanStore:
 
     def _probe_cluster(self, client: RedisCluster) -> bool:
         try:
-            client.nodes_manager.initialize()  # the slots as the cluster assigns them now
+            learn_slots(client.nodes_manager.initialize)  # the slots as assigned now
             if len(client.nodes_manager.slots_cache) < REDIS_CLUSTER_HASH_SLOTS:
                 return False
             self._note_primaries(client)

@@ -31,6 +31,7 @@ from oppscan.storage import (
 )
 from oppscan.storage.keys import shard_of_scan
 from tests.support.cluster import ClusterDeployment, raw_client
+from tests.support.polling import poll_until
 
 LEASE_MS = 60_000
 PARAMS = ScanParams(("momentum", "rsi_reversal"), ("BTC-USD",), "1h")
@@ -364,3 +365,20 @@ def first_answer_after_restart(store: ScanStore, scan_id: str) -> str:
             continue
         return f"answered {found}"
     return "no answer"
+
+
+def test_a_cluster_not_formed_yet_is_an_outage(tmp_path: Path) -> None:
+    """Its nodes answer, in cluster mode, but no slot is assigned yet: the store is
+    unavailable (503, and the probe says not yet), then serves once it is formed."""
+    cluster = ClusterDeployment(tmp_path / "cluster", replicas=0)
+    cluster.start_nodes()
+    try:
+        store = open_store(cluster.url, "oppscan:", 0.5)
+        assert False is store.probe()
+        with pytest.raises(StoreUnavailable):
+            store.read(Keys().new_scan_id("alice"))
+        cluster.create()
+        poll_until(store.probe, 10)
+        assert None is store.read(Keys().new_scan_id("alice"))
+    finally:
+        cluster.stop()

@@ -66,6 +66,12 @@ class ClusterDeployment:
         self.ports = [cluster_port() for _ in range(self.masters * (1 + self.replicas))]
 
     def start(self) -> ClusterDeployment:
+        self.start_nodes()
+        self.create()
+        return self
+
+    def start_nodes(self) -> None:
+        """The nodes, in cluster mode, not yet a cluster (no slot assigned)."""
         for i, port in enumerate(self.ports):
             folder = self.directory / f"node-{i}"
             config = (
@@ -74,6 +80,9 @@ class ClusterDeployment:
                 'appendonly no\nsave ""\nloglevel warning\n'
             )
             self.nodes.append(Node(folder, config, port=port).start())
+
+    def create(self) -> None:
+        """`redis-cli --cluster create`: slots and replicas assigned; until healthy."""
         create = [
             redis_cli_binary(),
             "--cluster",
@@ -87,7 +96,6 @@ class ClusterDeployment:
         if done.returncode != 0 or "All 16384 slots covered" not in done.stdout:
             raise RuntimeError(f"cluster create failed:\n{done.stdout}\n{done.stderr}")
         self.wait_healthy()
-        return self
 
     @property
     def url(self) -> str:
