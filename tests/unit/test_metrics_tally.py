@@ -3,6 +3,8 @@ written, the exposition is exactly what counting each event directly gives."""
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from oppscan.metrics import LATENCY_BUCKETS, Tally
@@ -50,3 +52,30 @@ def test_the_tally_writes_itself_every_period() -> None:
     tally = Tally(every=0.05)
     tally.add(counter.labels("/a"), 2.0)
     poll_until(lambda: counter.labels("/a")._value.get() == 2.0, timeout=5)
+
+
+def test_threads_add_while_flushes_run_and_nothing_is_lost_or_written_twice() -> None:
+    """Eight threads count and observe while flushes run in between: once all is
+    flushed, the totals are exact."""
+    _, counter, histogram = metrics()
+    tally = Tally(every=3600)
+    start = threading.Barrier(9)
+
+    def work() -> None:
+        start.wait()
+        for n in range(2000):
+            tally.add(counter.labels("/a"), 1.0)
+            tally.observe(histogram.labels("/a"), LATENCIES[n % len(LATENCIES)])
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    while any(thread.is_alive() for thread in threads):
+        tally.flush()
+    tally.flush()
+    assert 16_000 == counter.labels("/a")._value.get()
+    buckets = [b.get() for b in histogram.labels("/a")._buckets]
+    assert 16_000 == sum(buckets)
+    expected_sum = 8 * sum(LATENCIES[n % len(LATENCIES)] for n in range(2000))
+    assert abs(expected_sum - histogram.labels("/a")._sum.get()) < 1e-6
