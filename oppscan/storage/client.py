@@ -7,9 +7,9 @@ timeout, and while the store is known to be down every call fails at once
 An outage is a dropped or silent connection, and also an error reply by which
 a server that answers says it cannot serve now (`REFUSALS`: a replica after a
 failover, out of memory, a failed save, a script hogging it...). The
-connection's parser turns those replies into `StoreRefused`, so every
-`except OUTAGE_ERRORS` sees them, the probe's included. Any other error reply
-(a wrong type, a bug in a script) is a bug and stays a `ResponseError`.
+connection's parser turns those replies into `StoreRefused`, so `is_outage`
+counts them, for the breaker and the probe alike. Any other error reply (a
+wrong type, a bug in a script) is a bug and stays a `ResponseError`.
 
 `redis+sentinel://[user:pass@]host:port[,host:port…]/MASTER[/DB]` names a
 Sentinel deployment: each new connection asks the sentinels where the master
@@ -114,12 +114,20 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_outage(exc: BaseException) -> bool:
     """The store cannot serve now, which is no bug: one of `OUTAGE_ERRORS`, or a
-    cluster client's error caused by one (none of the nodes it asked answered).
-    Other cluster client errors (a call across slots, a server not in cluster
-    mode) are bugs or a wrong setting, and stay errors."""
+    cluster client's error that one led to (none of the nodes it asked answered,
+    or each refused: redis-py wraps such errors, a few levels deep). Other cluster
+    client errors (a call across slots, a server not in cluster mode) are bugs or
+    a wrong setting, and stay errors."""
     if isinstance(exc, OUTAGE_ERRORS):
         return True
-    return isinstance(exc, RedisClusterException) and isinstance(exc.__cause__, OUTAGE_ERRORS)
+    if not isinstance(exc, RedisClusterException):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(4):
+        if cause is None or isinstance(cause, OUTAGE_ERRORS):
+            break
+        cause = cause.__cause__ or cause.__context__
+    return isinstance(cause, OUTAGE_ERRORS)
 
 
 Client = redis.Redis | RedisCluster
@@ -315,7 +323,7 @@ def connect(url: str, timeout: float, greet: Greet | None = None) -> Client:
 
 def _cluster(target: ClusterTarget, options: dict[str, Any]) -> RedisCluster:
     (host, port), *others = target.nodes
-    return learn_slots(
+    client = learn_slots(
         lambda: RedisCluster(
             # Given a URL, the client builds each node's pool from the options, so the
             # nodes' connections take a connection class of ours.
@@ -328,6 +336,12 @@ def _cluster(target: ClusterTarget, options: dict[str, Any]) -> RedisCluster:
             **options,
         )
     )
+    # redis-py learns the slots again by itself (after a lost node, a MOVED): the
+    # same cluster being formed is an outage there too.
+    manager = client.nodes_manager
+    initialize = manager.initialize
+    manager.initialize = lambda *a, **kw: learn_slots(lambda: initialize(*a, **kw))  # type: ignore[method-assign]
+    return client
 
 
 def learn_slots(fn: Callable[[], T]) -> T:
@@ -373,9 +387,10 @@ class Connector:
         client = self._client
         if client is None:
             # One thread at a time tries (a silent node costs it the connect timeout);
-            # the others meanwhile fail at once, as an outage.
+            # the others meanwhile answer 503 at once, without tripping a breaker:
+            # nothing is known to be down yet.
             if not self._lock.acquire(blocking=False):
-                raise RedisConnectionError("another thread is connecting to the cluster")
+                raise StoreUnavailable("cluster_connecting")
             try:
                 if self._client is None:
                     self._client = self._make(self.greet)

@@ -18,6 +18,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
+from redis.exceptions import ResponseError
 
 from oppscan.model import (
     QUEUED_EPOCH,
@@ -300,8 +301,15 @@ class ScanStore:
         every slot and each of them answers."""
         try:
             client = self._client()
-            if isinstance(client, RedisCluster):
-                return self._probe_cluster(client)
+        except StoreUnavailable:
+            return False  # another thread is making the cluster's client
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            return False
+        if isinstance(client, RedisCluster):
+            return self._probe_cluster(client)
+        try:
             # Idle connections may point at the server that went away; in-use ones
             # belong to other threads, which find out for themselves.
             client.connection_pool.disconnect(inuse_connections=False)
@@ -505,11 +513,16 @@ class ScanStore:
         """Every new connection to a cluster's node learns which process it reached: a
         primary not seen before is a change, noticed before the connection's first
         reply is used (a replica promoted, a primary restarted in place)."""
-        run_id = _run_id(conn)
-        if run_id in (self._server.run_ids or {run_id}):
-            return
-        conn.send_command("ROLE")
-        if _text(conn.read_response()[0]) == "master":
+        try:
+            run_id = _run_id(conn)
+            known = self._server.run_ids
+            if known is None or run_id in known:
+                return
+            conn.send_command("ROLE")
+            role = _text(conn.read_response()[0])
+        except ResponseError:
+            return  # INFO or ROLE not allowed to this user: the probe's sweep still sees
+        if role == "master":
             self._server.note_primary(run_id)
 
     def record_strategy(

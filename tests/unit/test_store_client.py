@@ -102,6 +102,18 @@ def unreachable_cluster() -> None:
         raise redis.RedisClusterException("Redis Cluster cannot be connected.") from refused
 
 
+def refused_while_learning_slots() -> None:
+    """redis-py asking a node that refuses (BUSY) for the slots: it wraps the refusal
+    twice, the second time without naming it as the cause."""
+    try:
+        try:
+            raise_reply("BUSY Redis is busy running a script.")
+        except redis.ResponseError:
+            raise redis.RedisClusterException("Cluster mode is not enabled on this node") from None
+    except redis.RedisClusterException as wrapped:
+        raise redis.RedisClusterException("Redis Cluster cannot be connected.") from wrapped
+
+
 def cross_slot_script() -> None:
     """What redis-py's cluster client raises for a script whose keys span slots: a bug."""
     raise redis.RedisClusterException("EVALSHA - all keys must map to the same key slot")
@@ -111,6 +123,13 @@ def test_a_cluster_error_caused_by_an_outage_is_an_outage() -> None:
     breaker = CircuitBreaker()
     with pytest.raises(StoreUnavailable):
         breaker.call(unreachable_cluster)
+    assert breaker.is_open
+
+
+def test_a_refusal_redis_py_wrapped_twice_is_an_outage() -> None:
+    breaker = CircuitBreaker()
+    with pytest.raises(StoreUnavailable):
+        breaker.call(refused_while_learning_slots)
     assert breaker.is_open
 
 
@@ -141,6 +160,7 @@ def test_one_thread_at_a_time_makes_the_cluster_client() -> None:
     breaker = CircuitBreaker()
     with pytest.raises(StoreUnavailable):
         breaker.call(connector)
+    assert not breaker.is_open  # nothing is known to be down
     release.set()
     first.join(5)
     assert connector.made is not None
