@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from oppscan.client import Answer, Client
+from tests.support.cluster import ClusterDeployment
 from tests.support.plugins import HANG, install_hang_plugin
 from tests.support.server import GunicornServer
 
@@ -160,6 +161,25 @@ def check_results(server: GunicornServer, scan: Scan, tally: Tally) -> None:
 
 def test_scans_are_correct_from_every_worker(server: GunicornServer) -> None:
     """No 404 for live scans, honest monotonic progress, identical results, many workers."""
+    check_every_worker(server)
+
+
+@pytest.fixture
+def cluster_server(redis_cluster: ClusterDeployment, tmp_path: Path) -> Iterator[GunicornServer]:
+    """The same 4 workers on a three-master Redis Cluster (users on two masters)."""
+    redis_cluster.flush()
+    env = {"OPPSCAN_SYNTHETIC_LATENCY_MS": "15", "OPPSCAN_FETCH_CONCURRENCY": "1"}
+    service = GunicornServer(redis_cluster.url, tmp_path, workers=4, env=env).start()
+    yield service
+    service.stop()
+
+
+def test_scans_are_correct_from_every_worker_on_a_cluster(cluster_server: GunicornServer) -> None:
+    """The same guarantees with the store on a Redis Cluster."""
+    check_every_worker(cluster_server)
+
+
+def check_every_worker(server: GunicornServer) -> None:
     scans = start_scans(server)
     tally = Tally()
     clients = [
