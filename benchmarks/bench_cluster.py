@@ -134,7 +134,7 @@ def scan_run(store: Store, scanners: int, seconds: float) -> tuple[float, float]
             symbols = api.symbols()
             k = 0
             while time.monotonic() < stop_at:
-                chosen = [symbols[(n * 7 + k) % len(symbols)], symbols[(n * 7 + k + 1) % 40]]
+                chosen = [symbols[(n * 7 + k + j) % len(symbols)] for j in range(2)]
                 scan = api.discover(symbols=chosen, force_refresh=True, **SCAN_BODY)
                 if scan.wait(interval=0.02, timeout=60).status == "complete":
                     finished[n] += 1

@@ -323,7 +323,7 @@ def connect(url: str, timeout: float, greet: Greet | None = None) -> Client:
 
 def _cluster(target: ClusterTarget, options: dict[str, Any]) -> RedisCluster:
     (host, port), *others = target.nodes
-    client = learn_slots(
+    client = _learn_slots(
         lambda: RedisCluster(
             # Given a URL, the client builds each node's pool from the options, so the
             # nodes' connections take a connection class of ours.
@@ -340,11 +340,11 @@ def _cluster(target: ClusterTarget, options: dict[str, Any]) -> RedisCluster:
     # same cluster being formed is an outage there too.
     manager = client.nodes_manager
     initialize = manager.initialize
-    manager.initialize = lambda *a, **kw: learn_slots(lambda: initialize(*a, **kw))  # type: ignore[method-assign]
+    manager.initialize = lambda *a, **kw: _learn_slots(lambda: initialize(*a, **kw))  # type: ignore[method-assign]
     return client
 
 
-def learn_slots(fn: Callable[[], T]) -> T:
+def _learn_slots(fn: Callable[[], T]) -> T:
     """`fn` asks a cluster which node holds which slot. A cluster whose nodes answer
     but that assigned no slot yet (being formed) is an outage too; redis-py 8.1
     raises IndexError for it."""
@@ -417,7 +417,7 @@ def redis_address(url: str) -> str:
     """
     if url.startswith(SENTINEL_SCHEME + ":"):
         return SentinelTarget.parse(url).address()
-    if url.startswith(CLUSTER_SCHEME + ":"):
+    if is_cluster(url):
         return ClusterTarget.parse(url).address()
     pool = redis.ConnectionPool.from_url(url)
     try:

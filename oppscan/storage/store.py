@@ -43,7 +43,6 @@ from oppscan.storage.client import (
     StoreUnavailable,
     ThreadConnections,
     is_outage,
-    learn_slots,
 )
 from oppscan.storage.keys import Keys, shard_of_scan
 from oppscan.storage.market_store import MarketStore
@@ -296,49 +295,37 @@ class ScanStore:
 
     def probe(self) -> bool:
         """Ask past the circuit breaker, on fresh connections, whether the server takes
-        writes again; close the breaker if it does. A replica answers PING but refuses
-        every write: it counts as down. A cluster is up once it names a primary for
-        every slot and each of them answers."""
+        writes again; close the breaker if it does."""
         try:
-            client = self._client()
+            up = self._takes_writes()
         except StoreUnavailable:
             return False  # another thread is making the cluster's client
         except Exception as exc:
             if not is_outage(exc):
                 raise
             return False
+        if up:
+            self.breaker.reset()
+        return up
+
+    def _takes_writes(self) -> bool:
+        """A replica answers PING but refuses every write: it counts as down. A cluster
+        is up once it names a primary for every slot and each of them answers."""
+        client = self._client()
         if isinstance(client, RedisCluster):
-            return self._probe_cluster(client)
-        try:
-            # Idle connections may point at the server that went away; in-use ones
-            # belong to other threads, which find out for themselves.
-            client.connection_pool.disconnect(inuse_connections=False)
-            role = client.role()
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            return False
-        if _text(role[0]) != "master":
-            return False
-        self.breaker.reset()
-        return True
+            client.nodes_manager.initialize()  # the slots as assigned now
+            if len(client.nodes_manager.slots_cache) < REDIS_CLUSTER_HASH_SLOTS:
+                return False
+            self._note_primaries(client)
+            return True
+        # Idle connections may point at the server that went away; in-use ones
+        # belong to other threads, which find out for themselves.
+        client.connection_pool.disconnect(inuse_connections=False)
+        return _text(client.role()[0]) == "master"
 
     def new_scan_id(self, user: str) -> str:
         """A fresh id for a scan of `user`, in the user's shard."""
         return self._keys.new_scan_id(user)
-
-    def _probe_cluster(self, client: RedisCluster) -> bool:
-        try:
-            learn_slots(client.nodes_manager.initialize)  # the slots as assigned now
-            if len(client.nodes_manager.slots_cache) < REDIS_CLUSTER_HASH_SLOTS:
-                return False
-            self._note_primaries(client)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            return False
-        self.breaker.reset()
-        return True
 
     def _note_primaries(self, client: RedisCluster) -> None:
         """Which server processes are the cluster's primaries now (a failover or a
@@ -438,18 +425,21 @@ class ScanStore:
             for sid, epoch in leases
         ]
 
+    def _group(self, shard: int) -> int:
+        """Which shards one script may touch together: on a cluster each shard alone
+        (one slot); on one server all of them, in one round trip."""
+        return shard if self._client.cluster else 0
+
     def _shard_groups(self) -> list[list[int]]:
-        """The shards in groups one script may touch together: on a cluster each shard
-        alone (one slot); on one server, all of them in one round trip."""
-        shards = range(self._keys.shards)
-        return [[shard] for shard in shards] if self._client.cluster else [list(shards)]
+        groups: dict[int, list[int]] = {}
+        for shard in range(self._keys.shards):
+            groups.setdefault(self._group(shard), []).append(shard)
+        return list(groups.values())
 
     def _by_shard_group(self, leases: Sequence[tuple[str, Epoch]]) -> list[list[tuple[str, Epoch]]]:
-        """The leases in batches one script may touch (see `_shard_groups`)."""
         batches: dict[int, list[tuple[str, Epoch]]] = {}
         for lease in leases:
-            group = shard_of_scan(lease[0]) if self._client.cluster else 0
-            batches.setdefault(group, []).append(lease)
+            batches.setdefault(self._group(shard_of_scan(lease[0])), []).append(lease)
         return list(batches.values())
 
     def release(self, scan_id: str, epoch: Epoch) -> bool | Written:
