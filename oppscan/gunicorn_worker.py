@@ -1,4 +1,5 @@
-"""The gunicorn worker oppscan runs: gthread, with signal handlers that only set flags.
+"""The gunicorn worker oppscan runs: gthread, with signal handlers that only set flags
+and responses sent in one piece.
 
 gunicorn's own SIGINT/SIGQUIT handler raises `SystemExit` from inside the
 handler, so at whatever line the main thread runs when the signal lands. A
@@ -21,18 +22,25 @@ from types import FrameType
 import pykka.debug
 from gunicorn.workers.gthread import ThreadWorker
 
+from oppscan import gunicorn_response
+
 INTERRUPTED = 128 + signal.SIGINT  # a shell's exit status for "stopped by Ctrl-C"
 
 
 class Worker(ThreadWorker):  # type: ignore[misc] # gunicorn is untyped
     """SIGTERM: a graceful stop. SIGINT/SIGQUIT: a quick one. A second SIGINT: at once.
-    SIGUSR1: reopen the log files and log every thread's stack (stuck actors)."""
+    SIGUSR1: reopen the log files and log every thread's stack (stuck actors).
+    A whole body goes out with its headers in one send (`gunicorn_response`)."""
 
     quick = False  # stop without waiting for running strategies
     _interrupts = 0
     # From fork until `init_signals` the master's handlers are still installed:
     # they queue what arrives on the master's queue (`post_fork` hands it over).
     inherited_signals: queue.SimpleQueue[int] | None = None
+
+    def init_process(self) -> None:
+        gunicorn_response.install()  # before the first request; this process only
+        super().init_process()
 
     def init_signals(self) -> None:
         super().init_signals()

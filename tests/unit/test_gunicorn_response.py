@@ -1,0 +1,152 @@
+"""Responses sent in one piece: the same bytes as gunicorn's, in fewer sends."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Sequence
+from email.utils import formatdate
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from gunicorn.config import Config
+from gunicorn.http import wsgi
+from gunicorn.http.parser import RequestParser
+from gunicorn.workers.gthread import ThreadWorker
+
+from oppscan import gunicorn_response
+from oppscan.gunicorn_response import OneSendResponse, http_date, send_all
+from oppscan.gunicorn_worker import Worker
+
+CLIENT, SERVER = ("127.0.0.1", 40000), ("127.0.0.1", 8000)
+JSON = ("Content-Type", "application/json")
+
+
+class CountingSocket:
+    """A real socket that counts the calls that send."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sends = 0
+
+    def sendall(self, data: bytes) -> None:
+        self.sends += 1
+        self.sock.sendall(data)
+
+    def sendmsg(self, buffers: Sequence[Any]) -> int:
+        self.sends += 1
+        return self.sock.sendmsg(buffers)
+
+
+def answer(
+    response_class: type[wsgi.Response],
+    status: str,
+    headers: list[tuple[str, str]],
+    body: Sequence[bytes],
+    method: str = "GET",
+    request: str = "HTTP/1.1\r\nHost: oppscan",
+) -> tuple[bytes, int]:
+    """What a client receives for one answer, and how many sends it took."""
+    client, server = socket.socketpair()
+    with client, server:
+        client.sendall(f"{method} /x {request}\r\n\r\n".encode())
+        cfg = Config()
+        request = next(iter(RequestParser(cfg, server, CLIENT)))
+        counting = CountingSocket(server)
+        resp, _ = wsgi.create(request, counting, CLIENT, SERVER, cfg, response_class)
+        resp.start_response(status, headers)
+        for piece in body:
+            resp.write(piece)
+        resp.close()
+        server.shutdown(socket.SHUT_WR)
+        return received(client), counting.sends
+
+
+def received(sock: socket.socket) -> bytes:
+    """All the client gets, with the Date header's value blanked (it ticks)."""
+    chunks = iter(lambda: sock.recv(65536), b"")
+    return re.sub(rb"Date: [^\r]*", b"Date: -", b"".join(chunks))
+
+
+BODY = b'{"status":"complete"}' * 1000  # larger than one segment's worth of a small buffer
+
+
+@pytest.mark.parametrize(
+    "request_",
+    ["HTTP/1.1\r\nHost: oppscan", "HTTP/1.1\r\nConnection: close", "HTTP/1.0"],
+    ids=["keep-alive", "close", "HTTP/1.0"],
+)
+def test_a_whole_body_goes_with_its_head_in_one_send(request_: str) -> None:
+    """One send where gunicorn makes two, and the client gets the same bytes."""
+    headers = [JSON, ("Content-Length", str(len(BODY))), ("ETag", '"tag"')]
+    stock = answer(wsgi.Response, "200 OK", headers, [BODY], request=request_)
+    mine = answer(OneSendResponse, "200 OK", headers, [BODY], request=request_)
+    assert (stock[0], 1) == mine
+    assert 2 == stock[1]
+    assert mine[0].endswith(b"\r\n\r\n" + BODY)
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "headers", "body"),
+    [
+        pytest.param("HEAD", "200 OK", [JSON, ("Content-Length", "4")], [b"body"], id="HEAD"),
+        pytest.param("GET", "304 Not Modified", [("ETag", '"t"')], [], id="304"),
+        pytest.param("GET", "200 OK", [JSON], [b"ab", b"cd"], id="chunked"),
+        pytest.param("GET", "200 OK", [("Content-Length", "4")], [b"ab", b"cd"], id="in pieces"),
+        pytest.param("GET", "200 OK", [("Content-Length", "9")], [b"short"], id="short"),
+    ],
+)
+def test_anything_else_is_sent_as_gunicorn_sends_it(
+    method: str, status: str, headers: list[tuple[str, str]], body: list[bytes]
+) -> None:
+    """No whole body, or more than one piece: gunicorn's own bytes and sends."""
+    stock = answer(wsgi.Response, status, headers, body, method)
+    assert stock == answer(OneSendResponse, status, headers, body, method)
+
+
+def test_the_date_is_this_seconds() -> None:
+    """The Date header is the current second's, in HTTP's format."""
+    before = int(time.time())
+    date = http_date()
+    after = int(time.time())
+    assert date in {formatdate(second, usegmt=True) for second in range(before, after + 1)}
+
+
+def test_the_date_moves_on_with_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Formatted once a second, and again when the second changes."""
+    clock = SimpleNamespace(time=lambda: 86_400.2)
+    monkeypatch.setattr(gunicorn_response, "time", clock)
+    assert "Fri, 02 Jan 1970 00:00:00 GMT" == http_date()
+    clock.time = lambda: 86_401.0
+    assert "Fri, 02 Jan 1970 00:00:01 GMT" == http_date()
+
+
+class ShortSends:
+    """A socket whose kernel takes at most `most` bytes a call."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.got = bytearray()
+
+    def sendmsg(self, buffers: Sequence[memoryview]) -> int:
+        taken = b"".join(bytes(b) for b in buffers)[: self.most]
+        self.got += taken
+        return len(taken)
+
+
+@pytest.mark.parametrize("most", [1, 3, 4, 5, 100])
+def test_a_send_the_kernel_cut_short_is_finished(most: int) -> None:
+    """Every byte of every part, in order, however the sends are cut."""
+    sock = ShortSends(most)
+    send_all(sock, b"head", b"", b"body!")  # type: ignore[arg-type]  # a stand-in socket
+    assert b"headbody!" == bytes(sock.got)
+
+
+def test_the_worker_answers_with_one_send_responses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """oppscan's worker installs them before it serves (gthread's own start aside)."""
+    monkeypatch.setattr(wsgi, "Response", wsgi.Response)  # put back after the test
+    monkeypatch.setattr(ThreadWorker, "init_process", lambda self: None)
+    Worker.init_process(Worker.__new__(Worker))
+    assert OneSendResponse is wsgi.Response
