@@ -1,6 +1,7 @@
 """oppscan under gunicorn against a hello-world Falcon app, both started in this run.
 
     python benchmarks/bench_service.py [--seconds 3] [--reps 3] [--client auto] [--profile]
+                                       [--only STEP...] [--access-log]
 
 Starts a redis-server and four gunicorn masters on free loopback ports: the
 measured oppscan (2 workers x 4 threads), a 1-worker oppscan whose market is
@@ -98,6 +99,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=60.0, help="wait for a quiet machine")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--only", nargs="+", choices=STEPS, help="steps to run (default: all)")
+    parser.add_argument(
+        "--access-log", action="store_true", help="the measured server logs every request"
+    )
     args = parser.parse_args(argv)
     if args.only is None:
         args.only = [s for s in STEPS if s != "profile" or args.profile]
@@ -488,15 +492,18 @@ def profiles(bench: Bench, scan_id: str) -> None:
 # -- the run ---------------------------------------------------------------------------
 
 
-def start_servers(stack: ExitStack, redis_url: str, work: Path, connections: int) -> Servers:
+def start_servers(
+    stack: ExitStack, redis_url: str, work: Path, args: argparse.Namespace
+) -> Servers:
     started: list[Gunicorn] = []
+    logged = {"access_log": "1"} if args.access_log else {}
     for server in (
         oppscan_server("owner", redis_url, work, 1, **SLOW),
-        oppscan_server("main", redis_url, work, 2),
+        oppscan_server("main", redis_url, work, 2, **logged),
         hello_server("hello2", work, 2),
         hello_server("hello1", work, 1),
     ):
-        server.connections = connections
+        server.connections = args.connections
         stack.callback(server.stop)
         started.append(server.start())
     return Servers(*started)
@@ -517,7 +524,7 @@ def stop_all(servers: Servers) -> None:
 
 
 def run(bench: Bench, stack: ExitStack) -> None:
-    servers = start_servers(stack, bench.redis_url, bench.work, bench.args.connections)
+    servers = start_servers(stack, bench.redis_url, bench.work, bench.args)
     scan_id = long_scan(bench, servers)
 
     def alone() -> None:

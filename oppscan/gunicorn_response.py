@@ -10,7 +10,9 @@ copying it. In the benchmarks this is about 40 us of worker CPU per status
 read (`benchmarks/README.md`, figure 3a).
 
 The Date header is formatted once a second, not once a response (gunicorn's
-`http_date` costs more than the rest of the head together).
+`http_date` costs more than the rest of the head together). A header name
+gunicorn has accepted once is not checked against the token grammar again:
+the check depends on the name alone. Every value is checked, as gunicorn does.
 
 Anything else (a body in pieces, a chunked or bodiless answer, TLS) goes
 through gunicorn's own code. The bytes on the wire are the same either way.
@@ -22,6 +24,7 @@ import socket
 import time
 from email.utils import formatdate
 
+from gunicorn import util
 from gunicorn.http import wsgi
 
 
@@ -36,6 +39,21 @@ class OneSendResponse(wsgi.Response):  # type: ignore[misc]  # gunicorn is untyp
         self.headers_sent = True
         self.sent = len(arg)
         send_all(self.sock, head, arg)
+
+    def process_headers(self, headers: list[tuple[str, str]]) -> None:
+        """gunicorn's checks and bookkeeping; a name it accepted before skips the
+        name's checks, never the value's."""
+        for name, value in headers:
+            if (
+                type(name) is str
+                and name in _plain_names
+                and type(value) is str
+                and wsgi.HEADER_VALUE_RE.fullmatch(value)
+            ):
+                self.headers.append((name, value.strip(" \t")))
+            else:
+                super().process_headers([(name, value)])  # raises what gunicorn raises
+                _learn(name)
 
     def default_headers(self) -> list[str]:
         """gunicorn's status line, Server, Date, Connection and Transfer-Encoding."""
@@ -73,6 +91,19 @@ class OneSendResponse(wsgi.Response):  # type: ignore[misc]  # gunicorn is untyp
             and not self._omits_body
             and not self.cfg.is_ssl  # an SSL socket has no sendmsg
         )
+
+
+# Names gunicorn accepted that it keeps as they are: not Content-Length, not
+# hop-by-hop. An app sends a handful; the bound is for one that makes names up.
+_plain_names: set[str] = set()
+MAX_PLAIN_NAMES = 256
+
+
+def _learn(name: str) -> None:
+    lower = name.lower()
+    kept = lower != "content-length" and not util.is_hoppish(lower)
+    if kept and len(_plain_names) < MAX_PLAIN_NAMES:
+        _plain_names.add(name)
 
 
 _date: tuple[int, str] = (0, "")  # (second, its Date value), replaced whole: thread-safe

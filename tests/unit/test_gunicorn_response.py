@@ -15,6 +15,8 @@ from gunicorn.config import Config
 from gunicorn.http import wsgi
 from gunicorn.http.parser import RequestParser
 from gunicorn.workers.gthread import ThreadWorker
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oppscan import gunicorn_response
 from oppscan.gunicorn_response import OneSendResponse, http_date, send_all
@@ -121,6 +123,52 @@ def test_the_date_moves_on_with_the_clock(monkeypatch: pytest.MonkeyPatch) -> No
     assert "Fri, 02 Jan 1970 00:00:00 GMT" == http_date()
     clock.time = lambda: 86_401.0
     assert "Fri, 02 Jan 1970 00:00:01 GMT" == http_date()
+
+
+NAMES = st.one_of(
+    st.sampled_from(
+        [
+            "ETag",
+            "X-Request-ID",
+            "Content-Length",
+            "Connection",
+            "Upgrade",
+            "Keep-Alive",
+            "Transfer-Encoding",
+            "content-type",
+            "X Bad",
+            "X-Bad:",
+            "",
+            "Ä",
+        ]
+    ),
+    st.text(max_size=12),
+    st.integers(),
+)
+VALUES = st.one_of(
+    st.sampled_from(["12", " 7\t", "upgrade", "websocket", "x\r\ny", "caf\xe9", "\u20ac", "-1"]),
+    st.text(max_size=12),
+    st.binary(max_size=4),
+)
+
+
+def processed(response_class: type[wsgi.Response], headers: list[Any]) -> tuple[Any, ...]:
+    """What `process_headers` keeps and notes, or what it raises, and what it kept first."""
+    cfg = Config()
+    request = SimpleNamespace(version=(1, 1), method="GET", should_close=lambda: False)
+    resp = response_class(request, None, cfg)
+    try:
+        resp.process_headers(headers)
+    except Exception as exc:  # the same exception, with the same words, is the point
+        return type(exc), str(exc), resp.headers
+    return resp.headers, resp.response_length, resp.upgrade
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(NAMES, VALUES), max_size=6))
+def test_headers_are_checked_and_kept_as_gunicorn_does(headers: list[Any]) -> None:
+    """Any headers, valid or not, seen before or not: gunicorn's result, or its error."""
+    assert processed(wsgi.Response, headers) == processed(OneSendResponse, headers)
 
 
 class ShortSends:
