@@ -81,7 +81,10 @@ class RegistryActor(pykka.ThreadingActor):
         if old is not None and old.epoch == job.epoch:
             return  # the same claim, answered twice
         if old is not None:
-            old.proxy.lost.defer()
+            # It may have stopped already, fenced by the new epoch, its news
+            # still queued behind this message: then there is nothing to fence.
+            with contextlib.suppress(pykka.ActorDeadError):
+                old.proxy.lost.defer()
         cell = SnapshotCell(first_snapshot(job))
         ref = ScanActor.start(job, self._deps, cell)
         self._started = [r for r in self._started if r.is_alive()] + [ref]

@@ -180,13 +180,30 @@ def test_a_second_claim_of_a_scan_run_here_replaces_its_actor(
     assert view.owned()[SCAN].proxy.actor_ref.is_alive()
 
 
+def test_a_second_claim_finds_the_old_actor_stopped_and_starts_the_new_one(
+    registry_actor: tuple[RegistryProxy, RegistryView, ScanJob, FakeStore],
+) -> None:
+    """The old actor stopped before its news reached the registry (fenced by the new
+    epoch): the new claim's actor starts all the same."""
+    proxy, view, job, store = registry_actor
+    old = view.owned()[SCAN].proxy
+    old.actor_ref.stop()  # gone, and the registry has not heard yet
+    newer = replace(job, epoch=Epoch(2, "newer"))
+    store.records[SCAN].epoch = newer.epoch
+    proxy.spawn(newer, time.monotonic()).get(timeout=5)
+    assert newer.epoch == view.owned()[SCAN].epoch
+    assert view.owned()[SCAN].proxy.actor_ref.is_alive()
+
+
 def test_no_scan_actor_outlives_its_registry(
     registry_actor: tuple[RegistryProxy, RegistryView, ScanJob, FakeStore],
 ) -> None:
     """Stopping the registry stops every scan actor it started, replaced ones included."""
-    proxy, view, job, _ = registry_actor
+    proxy, view, job, store = registry_actor
     first = view.owned()[SCAN].proxy
-    proxy.spawn(replace(job, epoch=Epoch(2, "newer")), time.monotonic()).get(timeout=5)
+    newer = replace(job, epoch=Epoch(2, "newer"))
+    store.records[SCAN].epoch = newer.epoch  # else the store fences the new actor
+    proxy.spawn(newer, time.monotonic()).get(timeout=5)
     second = view.owned()[SCAN].proxy
     proxy.actor_ref.stop(timeout=5)
     assert first.actor_ref.actor_stopped.wait(10)
