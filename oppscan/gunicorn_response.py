@@ -14,8 +14,9 @@ The Date header is formatted once a second, not once a response (gunicorn's
 gunicorn has accepted once is not checked against the token grammar again:
 the check depends on the name alone. Every value is checked, as gunicorn does.
 
-Anything else (a body in pieces, a chunked or bodiless answer, TLS) goes
-through gunicorn's own code. The bytes on the wire are the same either way.
+Anything else (a body in pieces, a chunked or bodiless answer, TLS, a socket
+with a timeout) goes through gunicorn's own code. The bytes on the wire are
+the same either way. This is gunicorn 27's `Response` (pyproject pins it).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class OneSendResponse(wsgi.Response):  # type: ignore[misc]  # gunicorn is untyp
             return
         head = self.head()
         self.headers_sent = True
-        self.sent = len(arg)
         send_all(self.sock, head, arg)
+        self.sent = len(arg)
 
     def process_headers(self, headers: list[tuple[str, str]]) -> None:
         """gunicorn's checks and bookkeeping; a name it accepted before skips the
@@ -82,14 +83,16 @@ class OneSendResponse(wsgi.Response):  # type: ignore[misc]  # gunicorn is untyp
 
     def _sends_whole(self, arg: object) -> bool:
         """True for the first write of a body that is all there is: bytes of the
-        declared Content-Length, unchunked, over plain TCP."""
+        declared Content-Length, unchunked, over plain TCP on a blocking socket
+        (with a timeout, `sendall`'s one deadline for the whole answer holds)."""
         return (
             not self.headers_sent
             and isinstance(arg, bytes)
             and self.response_length == len(arg)
             and not self.chunked
             and not self._omits_body
-            and not self.cfg.is_ssl  # an SSL socket has no sendmsg
+            and not self.cfg.is_ssl  # SSL sockets do not implement sendmsg
+            and self.sock.gettimeout() is None
         )
 
 
@@ -100,6 +103,8 @@ MAX_PLAIN_NAMES = 256
 
 
 def _learn(name: str) -> None:
+    if type(name) is not str:  # a subclass may compare as it likes
+        return
     lower = name.lower()
     kept = lower != "content-length" and not util.is_hoppish(lower)
     if kept and len(_plain_names) < MAX_PLAIN_NAMES:
@@ -121,8 +126,8 @@ def http_date() -> str:
 
 
 def send_all(sock: socket.socket, *parts: bytes) -> None:
-    """Every byte of `parts`, in order: one `sendmsg`, more only if the kernel
-    takes less (a signal during a blocking send)."""
+    """Every byte of `parts`, in order, on a blocking socket: one `sendmsg`, more
+    only if the kernel takes less (a signal arrived during the send)."""
     views = [memoryview(part) for part in parts if part]
     while views:
         sent = sock.sendmsg(views)

@@ -71,8 +71,17 @@ def parse_discover(
 
 def _read(req: falcon.Request, size: int, timeout: float | None) -> bytes:
     sock = req.env.get("gunicorn.socket")
-    if timeout is not None and sock is not None:
-        sock.settimeout(timeout)
+    if timeout is None or sock is None:
+        return _read_body(req, size)
+    before = sock.gettimeout()
+    sock.settimeout(timeout)
+    try:
+        return _read_body(req, size)
+    finally:
+        sock.settimeout(before)  # the answer is written as gunicorn left the socket
+
+
+def _read_body(req: falcon.Request, size: int) -> bytes:
     try:
         data: bytes = req.bounded_stream.read(size)
     except TimeoutError:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from email.utils import formatdate
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from gunicorn.config import Config
@@ -41,6 +41,17 @@ class CountingSocket:
         self.sends += 1
         return self.sock.sendmsg(buffers)
 
+    def gettimeout(self) -> float | None:
+        return self.sock.gettimeout()
+
+
+class Outcome(NamedTuple):
+    wire: bytes  # what the client got, Date blanked
+    sends: int
+    sent: int  # body bytes, as the access log counts them
+    headers_sent: bool
+    should_close: bool
+
 
 def answer(
     response_class: type[wsgi.Response],
@@ -48,14 +59,19 @@ def answer(
     headers: list[tuple[str, str]],
     body: Sequence[bytes],
     method: str = "GET",
-    request: str = "HTTP/1.1\r\nHost: oppscan",
-) -> tuple[bytes, int]:
-    """What a client receives for one answer, and how many sends it took."""
+    request_head: str = "HTTP/1.1\r\nHost: oppscan",
+    timeout: float | None = None,
+    tls: bool = False,
+) -> Outcome:
+    """One answer as the client and gunicorn's bookkeeping see it."""
     client, server = socket.socketpair()
     with client, server:
-        client.sendall(f"{method} /x {request}\r\n\r\n".encode())
+        client.sendall(f"{method} /x {request_head}\r\n\r\n".encode())
         cfg = Config()
+        if tls:
+            cfg.set("certfile", __file__)  # is_ssl: any file will do, no handshake here
         request = next(iter(RequestParser(cfg, server, CLIENT)))
+        server.settimeout(timeout)
         counting = CountingSocket(server)
         resp, _ = wsgi.create(request, counting, CLIENT, SERVER, cfg, response_class)
         resp.start_response(status, headers)
@@ -63,7 +79,9 @@ def answer(
             resp.write(piece)
         resp.close()
         server.shutdown(socket.SHUT_WR)
-        return received(client), counting.sends
+        return Outcome(
+            received(client), counting.sends, resp.sent, resp.headers_sent, resp.should_close()
+        )
 
 
 def received(sock: socket.socket) -> bytes:
@@ -83,11 +101,12 @@ BODY = b'{"status":"complete"}' * 1000  # larger than one segment's worth of a s
 def test_a_whole_body_goes_with_its_head_in_one_send(request_: str) -> None:
     """One send where gunicorn makes two, and the client gets the same bytes."""
     headers = [JSON, ("Content-Length", str(len(BODY))), ("ETag", '"tag"')]
-    stock = answer(wsgi.Response, "200 OK", headers, [BODY], request=request_)
-    mine = answer(OneSendResponse, "200 OK", headers, [BODY], request=request_)
-    assert (stock[0], 1) == mine
-    assert 2 == stock[1]
-    assert mine[0].endswith(b"\r\n\r\n" + BODY)
+    stock = answer(wsgi.Response, "200 OK", headers, [BODY], request_head=request_)
+    mine = answer(OneSendResponse, "200 OK", headers, [BODY], request_head=request_)
+    assert stock._replace(sends=1) == mine
+    assert 2 == stock.sends
+    assert mine.wire.endswith(b"\r\n\r\n" + BODY)
+    assert len(BODY) == mine.sent
 
 
 @pytest.mark.parametrize(
@@ -98,14 +117,38 @@ def test_a_whole_body_goes_with_its_head_in_one_send(request_: str) -> None:
         pytest.param("GET", "200 OK", [JSON], [b"ab", b"cd"], id="chunked"),
         pytest.param("GET", "200 OK", [("Content-Length", "4")], [b"ab", b"cd"], id="in pieces"),
         pytest.param("GET", "200 OK", [("Content-Length", "9")], [b"short"], id="short"),
+        pytest.param("GET", "200 OK", [("Content-Length", "4")], [b"abcdef"], id="long"),
+        pytest.param("GET", "200 OK", [("Content-Length", "4")], [b"", b"abcd"], id="empty first"),
+        pytest.param("GET", "204 No Content", [("Content-Length", "0")], [b""], id="204"),
     ],
 )
 def test_anything_else_is_sent_as_gunicorn_sends_it(
     method: str, status: str, headers: list[tuple[str, str]], body: list[bytes]
 ) -> None:
-    """No whole body, or more than one piece: gunicorn's own bytes and sends."""
+    """No whole body, or more than one piece: gunicorn's own bytes, sends and counts."""
     stock = answer(wsgi.Response, status, headers, body, method)
     assert stock == answer(OneSendResponse, status, headers, body, method)
+
+
+def test_what_comes_after_a_whole_body_is_dropped_as_gunicorn_drops_it() -> None:
+    """The first write was the whole declared body: it goes in one send, the rest never."""
+    headers = [("Content-Length", "2")]
+    stock = answer(wsgi.Response, "200 OK", headers, [b"ab", b"cd"])
+    assert stock._replace(sends=1) == answer(OneSendResponse, "200 OK", headers, [b"ab", b"cd"])
+    assert stock.wire.endswith(b"\r\n\r\nab")
+
+
+@pytest.mark.parametrize(
+    ("timeout", "tls"), [(5.0, False), (None, True)], ids=["socket timeout", "TLS"]
+)
+def test_a_socket_with_a_timeout_or_tls_gets_gunicorns_sends(
+    timeout: float | None, tls: bool
+) -> None:
+    """sendall keeps its one deadline for the whole answer; SSL has no sendmsg."""
+    headers = [JSON, ("Content-Length", str(len(BODY)))]
+    stock = answer(wsgi.Response, "200 OK", headers, [BODY], timeout=timeout, tls=tls)
+    assert 2 == stock.sends
+    assert stock == answer(OneSendResponse, "200 OK", headers, [BODY], timeout=timeout, tls=tls)
 
 
 def test_the_date_is_this_seconds() -> None:
@@ -197,4 +240,10 @@ def test_the_worker_answers_with_one_send_responses(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(wsgi, "Response", wsgi.Response)  # put back after the test
     monkeypatch.setattr(ThreadWorker, "init_process", lambda self: None)
     Worker.init_process(Worker.__new__(Worker))
-    assert OneSendResponse is wsgi.Response
+    client, server = socket.socketpair()
+    with client, server:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: oppscan\r\n\r\n")
+        cfg = Config()
+        request = next(iter(RequestParser(cfg, server, CLIENT)))
+        resp, _ = wsgi.create(request, server, CLIENT, SERVER, cfg)  # as gthread calls it
+    assert isinstance(resp, OneSendResponse)
